@@ -1,0 +1,353 @@
+//! Frames: the records, padding and end markers inside a segment.
+//!
+//! A frame is an 8-byte header word followed by the payload, zero-filled to
+//! the next multiple of [`FRAME_ALIGN`]. Frames start on 8-byte boundaries, so
+//! the header word is one aligned 64-bit atomic in the mapping.
+//!
+//! | bytes | field  | meaning                                                         |
+//! |------:|--------|-----------------------------------------------------------------|
+//! |  0..4 | `meta` | u32 LE: bit 31 in progress, bits 28..=30 kind, bits 0..=27 length |
+//! |  4..8 | `crc`  | u32 LE: CRC-32 (IEEE), 0 while the frame is in progress          |
+//! | 8..   | payload, then zeros up to the next multiple of 8                          |
+//!
+//! Kinds: 1 data, 2 padding, 3 end of segment. A header word of zero means
+//! nothing has been written at that position yet.
+//!
+//! The CRC covers the frame's log position (u64 LE), then `meta` (u32 LE),
+//! then the payload (for padding and end frames, no payload). Mixing in the
+//! position means a frame copied, replayed or read at the wrong offset never
+//! validates, and mixing in `meta` means a flipped length bit is caught.
+
+use super::{FRAME_ALIGN, FRAME_HEADER_LEN};
+
+/// The largest payload a frame can describe (28 bits of length).
+pub const MAX_PAYLOAD: u32 = (1 << 28) - 1;
+
+const IN_PROGRESS: u32 = 1 << 31;
+const KIND_SHIFT: u32 = 28;
+const KIND_MASK: u32 = 0b111;
+const LEN_MASK: u32 = MAX_PAYLOAD;
+
+/// The kinds of frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A record.
+    Data = 1,
+    /// Skipped by readers: left by a writer that gave up or was unblocked.
+    Padding = 2,
+    /// The segment ends here; readers continue in the next segment.
+    End = 3,
+}
+
+/// What a header word says, after validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// Nothing written yet.
+    Empty,
+    /// A writer has claimed a data frame of `len` payload bytes and is
+    /// filling it.
+    InProgress {
+        /// Payload length.
+        len: u32,
+    },
+    /// A published record; `crc` must still be checked against the payload.
+    Data {
+        /// Payload length.
+        len: u32,
+        /// The stored checksum.
+        crc: u32,
+    },
+    /// A padding frame of `len` payload bytes, to be skipped.
+    Padding {
+        /// Length of the skipped area after the header.
+        len: u32,
+    },
+    /// End of segment.
+    End,
+}
+
+impl Header {
+    /// Total bytes the frame occupies, header and alignment included.
+    pub fn frame_len(&self) -> u64 {
+        match *self {
+            Self::Empty | Self::End => FRAME_HEADER_LEN,
+            Self::InProgress { len } | Self::Data { len, .. } | Self::Padding { len } => {
+                frame_len(len)
+            }
+        }
+    }
+}
+
+/// Total bytes a frame with `payload_len` bytes of payload occupies.
+#[inline]
+pub const fn frame_len(payload_len: u32) -> u64 {
+    (FRAME_HEADER_LEN + payload_len as u64 + (FRAME_ALIGN - 1)) & !(FRAME_ALIGN - 1)
+}
+
+#[inline]
+const fn meta(kind: Kind, len: u32) -> u32 {
+    ((kind as u32) << KIND_SHIFT) | (len & LEN_MASK)
+}
+
+#[inline]
+const fn word(meta: u32, crc: u32) -> u64 {
+    meta as u64 | ((crc as u64) << 32)
+}
+
+/// CRC of a frame: position, meta word, payload.
+#[inline]
+pub fn crc(position: u64, meta: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let mut prefix = [0u8; 12];
+    prefix[..8].copy_from_slice(&position.to_le_bytes());
+    prefix[8..].copy_from_slice(&meta.to_le_bytes());
+    h.update(&prefix);
+    h.update(payload);
+    h.finalize()
+}
+
+/// The header word of a published data frame at `position`.
+///
+/// `payload.len()` must not exceed [`MAX_PAYLOAD`]; callers check the record
+/// size limit first, which is never larger.
+#[inline]
+pub fn data_word(position: u64, payload: &[u8]) -> u64 {
+    debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
+    let m = meta(Kind::Data, payload.len() as u32);
+    word(m, crc(position, m, payload))
+}
+
+/// The header word a writer stores first, to claim a data frame of `len`
+/// payload bytes.
+#[inline]
+pub const fn in_progress_word(len: u32) -> u64 {
+    word(IN_PROGRESS | meta(Kind::Data, len), 0)
+}
+
+/// The header word of a padding frame of `len` bytes after its header.
+#[inline]
+pub fn padding_word(position: u64, len: u32) -> u64 {
+    let m = meta(Kind::Padding, len);
+    word(m, crc(position, m, &[]))
+}
+
+/// The header word of an end-of-segment frame.
+#[inline]
+pub fn end_word(position: u64) -> u64 {
+    let m = meta(Kind::End, 0);
+    word(m, crc(position, m, &[]))
+}
+
+/// Decodes a header word found at `position`.
+///
+/// Only the header is checked here; a `Data` frame's payload CRC is checked
+/// by [`check_data`] once the payload is in bounds.
+pub fn decode(word: u64, position: u64) -> Result<Header, &'static str> {
+    if word == 0 {
+        return Ok(Header::Empty);
+    }
+    let m = word as u32;
+    let stored = (word >> 32) as u32;
+    let len = m & LEN_MASK;
+    let kind = (m >> KIND_SHIFT) & KIND_MASK;
+    if m & IN_PROGRESS != 0 {
+        if kind != Kind::Data as u32 || stored != 0 {
+            return Err("malformed in-progress frame header");
+        }
+        return Ok(Header::InProgress { len });
+    }
+    match kind {
+        k if k == Kind::Data as u32 => Ok(Header::Data { len, crc: stored }),
+        k if k == Kind::Padding as u32 => {
+            if stored != crc(position, m, &[]) || !(len as u64).is_multiple_of(FRAME_ALIGN) {
+                return Err("malformed padding frame header");
+            }
+            Ok(Header::Padding { len })
+        }
+        k if k == Kind::End as u32 => {
+            if len != 0 || stored != crc(position, m, &[]) {
+                return Err("malformed end-of-segment frame header");
+            }
+            Ok(Header::End)
+        }
+        _ => Err("unknown frame kind"),
+    }
+}
+
+/// Checks a data frame's payload against the CRC its header carries.
+///
+/// Returns the computed CRC on mismatch.
+#[inline]
+pub fn check_data(position: u64, len: u32, stored: u32, payload: &[u8]) -> Result<(), u32> {
+    let computed = crc(position, meta(Kind::Data, len), payload);
+    if computed == stored {
+        Ok(())
+    } else {
+        Err(computed)
+    }
+}
+
+/// A frame parsed out of a byte buffer by [`parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// What the header says.
+    pub header: Header,
+    /// The payload: the record for data frames, empty for the others.
+    pub payload: &'a [u8],
+    /// Bytes the frame occupies in the buffer.
+    pub len: u64,
+}
+
+/// Why [`parse`] refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The buffer ends inside the frame.
+    Truncated,
+    /// The header word is invalid.
+    Malformed(&'static str),
+    /// The payload does not match its CRC.
+    Checksum {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// The alignment bytes after the payload are not zero.
+    NonZeroAlignment,
+}
+
+/// Parses the complete frame at the start of `buf`, which sits at log
+/// position `position`. Empty and in-progress headers parse as themselves
+/// with an empty payload; their `len` is the header alone for `Empty` and the
+/// claimed frame for `InProgress`.
+pub fn parse(buf: &[u8], position: u64) -> Result<Parsed<'_>, ParseError> {
+    let Some(head) = buf.get(..FRAME_HEADER_LEN as usize) else {
+        return Err(ParseError::Truncated);
+    };
+    let mut w = [0u8; 8];
+    w.copy_from_slice(head);
+    let header = decode(u64::from_le_bytes(w), position).map_err(ParseError::Malformed)?;
+    let total = header.frame_len();
+    if (buf.len() as u64) < total {
+        return Err(ParseError::Truncated);
+    }
+    let total_usize = total as usize;
+    let payload = match header {
+        Header::Data { len, crc: stored } => {
+            let end = FRAME_HEADER_LEN as usize + len as usize;
+            let payload = &buf[FRAME_HEADER_LEN as usize..end];
+            check_data(position, len, stored, payload)
+                .map_err(|computed| ParseError::Checksum { stored, computed })?;
+            if buf[end..total_usize].iter().any(|&b| b != 0) {
+                return Err(ParseError::NonZeroAlignment);
+            }
+            payload
+        }
+        _ => &[],
+    };
+    Ok(Parsed {
+        header,
+        payload,
+        len: total,
+    })
+}
+
+/// Appends the canonical bytes of a data frame at `position` to `out`.
+pub fn encode_data(position: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&data_word(position, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out.resize(start + frame_len(payload.len() as u32) as usize, 0);
+}
+
+/// Appends the canonical bytes of a frame as [`parse`] returned it, so that
+/// `encode(parse(b)) == b[..len]` for every buffer that parses. Padding
+/// payload is not preserved by `parse` and comes out as zeros.
+pub fn encode(position: u64, parsed: &Parsed<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
+    match parsed.header {
+        Header::Empty => out.extend_from_slice(&[0; 8]),
+        Header::InProgress { len } => {
+            out.extend_from_slice(&in_progress_word(len).to_le_bytes());
+            out.resize(start + frame_len(len) as usize, 0);
+        }
+        Header::Data { .. } => encode_data(position, parsed.payload, out),
+        Header::Padding { len } => {
+            out.extend_from_slice(&padding_word(position, len).to_le_bytes());
+            out.resize(start + frame_len(len) as usize, 0);
+        }
+        Header::End => out.extend_from_slice(&end_word(position).to_le_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_are_aligned() {
+        assert_eq!(frame_len(0), 8);
+        assert_eq!(frame_len(1), 16);
+        assert_eq!(frame_len(8), 16);
+        assert_eq!(frame_len(64), 72);
+        assert_eq!(frame_len(MAX_PAYLOAD), 8 + (1 << 28));
+    }
+
+    #[test]
+    fn data_round_trip() {
+        for len in [0usize, 1, 7, 8, 9, 63, 64, 65, 4096] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+            let mut buf = Vec::new();
+            encode_data(4096, &payload, &mut buf);
+            let p = parse(&buf, 4096).unwrap();
+            assert_eq!(p.payload, &payload[..]);
+            assert_eq!(p.len, buf.len() as u64);
+            let mut again = Vec::new();
+            encode(4096, &p, &mut again);
+            assert_eq!(again, buf);
+        }
+    }
+
+    #[test]
+    fn position_is_part_of_the_checksum() {
+        let mut buf = Vec::new();
+        encode_data(4096, b"hello", &mut buf);
+        assert!(matches!(
+            parse(&buf, 4104),
+            Err(ParseError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn every_bit_flip_in_a_data_frame_is_caught() {
+        let mut buf = Vec::new();
+        encode_data(8192, b"the quick brown fox", &mut buf);
+        for bit in 0..buf.len() * 8 {
+            let mut b = buf.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            if let Ok(p) = parse(&b, 8192) {
+                assert!(
+                    !matches!(p.header, Header::Data { .. }),
+                    "flip of bit {bit} still parsed as data"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn control_frames_round_trip() {
+        for (w, h) in [
+            (padding_word(64, 16), Header::Padding { len: 16 }),
+            (padding_word(64, 0), Header::Padding { len: 0 }),
+            (end_word(64), Header::End),
+            (in_progress_word(5), Header::InProgress { len: 5 }),
+            (0, Header::Empty),
+        ] {
+            assert_eq!(decode(w, 64), Ok(h));
+        }
+        assert!(decode(padding_word(64, 16), 72).is_err());
+        assert!(decode(end_word(64), 72).is_err());
+        assert!(decode(padding_word(64, 12), 64).is_err());
+        assert!(decode(u64::from(7u32 << 28), 0).is_err());
+    }
+}

@@ -1,0 +1,369 @@
+//! The segment header: the first [`HEADER_LEN`] bytes of every segment file.
+//!
+//! All integers are little-endian. The static part (bytes 0..64) is written
+//! once, before the segment file is linked into the log directory, and never
+//! changes; its CRC covers bytes 0..56. The shared words live on their own
+//! 128-byte blocks (two cache lines, so the adjacent-line prefetcher does not
+//! make them false-share) and are only ever accessed as atomics.
+//!
+//! | offset | size | field              | meaning                                                     |
+//! |-------:|-----:|--------------------|-------------------------------------------------------------|
+//! |      0 |    8 | `magic`            | `b"TIDELOG\0"`                                              |
+//! |      8 |    4 | `version`          | format version, currently 1                                 |
+//! |     12 |    4 | `header_len`       | file offset of the first frame, currently 4096              |
+//! |     16 |    8 | `capacity`         | segment length in bytes, header included: the mapping size  |
+//! |     24 |    8 | `base`             | log position of file offset 0                               |
+//! |     32 |    8 | `index`            | 0 for the first segment of a log, +1 for each successor     |
+//! |     40 |    4 | `compat_flags`     | features an older reader may ignore                         |
+//! |     44 |    4 | `incompat_flags`   | features an older reader must refuse                        |
+//! |     48 |    8 | `created_nanos`    | creation time, nanoseconds since the Unix epoch             |
+//! |     56 |    4 | `header_crc`       | CRC-32 (IEEE) of bytes 0..56                                |
+//! |     60 |    4 | reserved           | zero                                                        |
+//! |    128 |    8 | `tail`             | atomic: next unreserved file offset (may exceed `capacity`) |
+//! |    256 |    8 | `grown`            | atomic: bytes writers have allocated (a hint, never trusted by readers) |
+//! |    384 |    4 | `notify_seq`       | atomic: futex word, bumped when parked readers are woken    |
+//! |    388 |    4 | `waiters`          | atomic: number of readers parked on `notify_seq`            |
+//! |    512 |    8 | `state`            | atomic: bit 0 sealed, bit 1 closed cleanly                  |
+//! |    520 |    8 | `clean_tail`       | atomic: `tail` at the last clean close                      |
+//! |    640 |    8 | `flushed`          | atomic: file offset up to which frames are known durable    |
+//!
+//! Everything else up to `header_len` is reserved and zero.
+
+use super::{HEADER_LEN, PAGE};
+
+/// The eight bytes every segment file starts with.
+pub const MAGIC: [u8; 8] = *b"TIDELOG\0";
+/// The format version this build writes and the newest it reads.
+pub const VERSION: u32 = 1;
+/// Length of the static, checksummed part of the header.
+pub const STATIC_LEN: usize = 64;
+/// The largest segment capacity accepted: 1 TiB.
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// The smallest segment capacity accepted: the header plus 15 data pages.
+pub const MIN_CAPACITY: u64 = 16 * PAGE;
+/// Positions stay below this, so that position arithmetic never overflows.
+pub const MAX_POSITION: u64 = 1 << 62;
+/// Incompatible feature bits this build understands (none yet).
+pub const KNOWN_INCOMPAT_FLAGS: u32 = 0;
+
+/// File offset of the `tail` word.
+pub const OFF_TAIL: usize = 128;
+/// File offset of the `grown` word.
+pub const OFF_GROWN: usize = 256;
+/// File offset of the `notify_seq` futex word.
+pub const OFF_NOTIFY_SEQ: usize = 384;
+/// File offset of the `waiters` word.
+pub const OFF_WAITERS: usize = 388;
+/// File offset of the `state` word.
+pub const OFF_STATE: usize = 512;
+/// File offset of the `clean_tail` word.
+pub const OFF_CLEAN_TAIL: usize = 520;
+/// File offset of the `flushed` word.
+pub const OFF_FLUSHED: usize = 640;
+
+/// `state` bit: an end-of-segment frame has been published.
+pub const STATE_SEALED: u64 = 1;
+/// `state` bit: the last writer closed the log cleanly; `clean_tail` is valid.
+pub const STATE_CLEAN: u64 = 2;
+
+const OFF_CRC: usize = 56;
+
+/// The static fields of a segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Format version.
+    pub version: u32,
+    /// Segment length in bytes, header included.
+    pub capacity: u64,
+    /// Log position of file offset 0.
+    pub base: u64,
+    /// Sequence number of the segment within its log.
+    pub index: u64,
+    /// Features an older reader may ignore.
+    pub compat_flags: u32,
+    /// Features an older reader must refuse.
+    pub incompat_flags: u32,
+    /// Creation time in nanoseconds since the Unix epoch.
+    pub created_nanos: u64,
+}
+
+/// Why a segment header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer bytes than the static header.
+    Truncated {
+        /// How many bytes there were.
+        len: u64,
+    },
+    /// The file does not start with [`MAGIC`].
+    BadMagic,
+    /// Written by a newer (or a nonsensical) format version.
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// Uses incompatible features this build does not know.
+    UnsupportedFeatures {
+        /// The unknown bits.
+        flags: u32,
+    },
+    /// The stored CRC does not match the static fields.
+    BadChecksum {
+        /// CRC stored in the header.
+        stored: u32,
+        /// CRC computed over the header bytes.
+        computed: u32,
+    },
+    /// A field holds a value no writer produces.
+    Invalid {
+        /// Which field and why.
+        reason: &'static str,
+    },
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Truncated { len } => write!(f, "header truncated at {len} bytes"),
+            Self::BadMagic => f.write_str("not a tidelog segment (bad magic)"),
+            Self::UnsupportedVersion { found } => {
+                write!(
+                    f,
+                    "format version {found} is not supported (this build reads up to {VERSION})"
+                )
+            }
+            Self::UnsupportedFeatures { flags } => {
+                write!(f, "unsupported incompatible feature flags {flags:#x}")
+            }
+            Self::BadChecksum { stored, computed } => {
+                write!(
+                    f,
+                    "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
+            }
+            Self::Invalid { reason } => f.write_str(reason),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Checks a segment capacity: a page multiple between the limits.
+pub fn check_capacity(capacity: u64) -> Result<(), &'static str> {
+    if !capacity.is_multiple_of(PAGE) {
+        return Err("segment capacity is not a multiple of 4096");
+    }
+    if capacity < MIN_CAPACITY {
+        return Err("segment capacity is below the minimum of 64 KiB");
+    }
+    if capacity > MAX_CAPACITY {
+        return Err("segment capacity is above the maximum of 1 TiB");
+    }
+    Ok(())
+}
+
+impl SegmentHeader {
+    /// A version-1 header for a new segment.
+    pub fn new(capacity: u64, base: u64, index: u64, created_nanos: u64) -> Self {
+        Self {
+            version: VERSION,
+            capacity,
+            base,
+            index,
+            compat_flags: 0,
+            incompat_flags: 0,
+            created_nanos,
+        }
+    }
+
+    /// Log position of the segment's successor.
+    pub fn next_base(&self) -> u64 {
+        // `decode` guarantees that this cannot overflow.
+        self.base.saturating_add(self.capacity)
+    }
+
+    /// The static header bytes, checksum included.
+    pub fn encode(&self) -> [u8; STATIC_LEN] {
+        let mut b = [0u8; STATIC_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        b[16..24].copy_from_slice(&self.capacity.to_le_bytes());
+        b[24..32].copy_from_slice(&self.base.to_le_bytes());
+        b[32..40].copy_from_slice(&self.index.to_le_bytes());
+        b[40..44].copy_from_slice(&self.compat_flags.to_le_bytes());
+        b[44..48].copy_from_slice(&self.incompat_flags.to_le_bytes());
+        b[48..56].copy_from_slice(&self.created_nanos.to_le_bytes());
+        let crc = crc32fast::hash(&b[..OFF_CRC]);
+        b[56..60].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Validates and decodes the static header from the start of a segment.
+    ///
+    /// The checks run in an order that gives the most useful answer: a file
+    /// that is not a segment at all is `BadMagic`, one from a newer version is
+    /// `UnsupportedVersion` even if its layout differs, and only then does the
+    /// checksum decide between a valid header and a damaged one.
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
+        if bytes.len() < 8 || bytes[..8] != MAGIC {
+            if bytes.len() < 8 && MAGIC.starts_with(bytes) {
+                return Err(HeaderError::Truncated {
+                    len: bytes.len() as u64,
+                });
+            }
+            return Err(HeaderError::BadMagic);
+        }
+        if bytes.len() < 12 {
+            return Err(HeaderError::Truncated {
+                len: bytes.len() as u64,
+            });
+        }
+        let version = u32_at(bytes, 8);
+        if version == 0 || version > VERSION {
+            return Err(HeaderError::UnsupportedVersion { found: version });
+        }
+        if bytes.len() < STATIC_LEN {
+            return Err(HeaderError::Truncated {
+                len: bytes.len() as u64,
+            });
+        }
+        let stored = u32_at(bytes, OFF_CRC);
+        let computed = crc32fast::hash(&bytes[..OFF_CRC]);
+        if stored != computed {
+            return Err(HeaderError::BadChecksum { stored, computed });
+        }
+        let incompat_flags = u32_at(bytes, 44);
+        if incompat_flags & !KNOWN_INCOMPAT_FLAGS != 0 {
+            return Err(HeaderError::UnsupportedFeatures {
+                flags: incompat_flags & !KNOWN_INCOMPAT_FLAGS,
+            });
+        }
+        if u64::from(u32_at(bytes, 12)) != HEADER_LEN {
+            return Err(HeaderError::Invalid {
+                reason: "header length is not 4096",
+            });
+        }
+        let capacity = u64_at(bytes, 16);
+        check_capacity(capacity).map_err(|reason| HeaderError::Invalid { reason })?;
+        let base = u64_at(bytes, 24);
+        if !base.is_multiple_of(PAGE) {
+            return Err(HeaderError::Invalid {
+                reason: "segment base position is not a multiple of 4096",
+            });
+        }
+        match base.checked_add(capacity) {
+            Some(end) if end <= MAX_POSITION => {}
+            _ => {
+                return Err(HeaderError::Invalid {
+                    reason: "segment base position is out of range",
+                })
+            }
+        }
+        Ok(Self {
+            version,
+            capacity,
+            base,
+            index: u64_at(bytes, 32),
+            compat_flags: u32_at(bytes, 40),
+            incompat_flags,
+            created_nanos: u64_at(bytes, 48),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SegmentHeader {
+        SegmentHeader::new(1 << 20, 3 << 20, 3, 1_700_000_000_000_000_000)
+    }
+
+    #[test]
+    fn round_trip() {
+        let h = sample();
+        assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn every_truncation_is_typed() {
+        let bytes = sample().encode();
+        for n in 0..STATIC_LEN {
+            match SegmentHeader::decode(&bytes[..n]) {
+                Err(HeaderError::Truncated { len }) => assert_eq!(len, n as u64),
+                other => panic!("prefix of {n} bytes gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_is_caught() {
+        let bytes = sample().encode();
+        for bit in 0..STATIC_LEN * 8 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                SegmentHeader::decode(&b).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn newer_version_is_reported_as_such() {
+        let mut b = sample().encode();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&b),
+            Err(HeaderError::UnsupportedVersion { found: 2 })
+        );
+    }
+
+    #[test]
+    fn unknown_incompat_flags_are_refused() {
+        let mut h = sample();
+        h.incompat_flags = 4;
+        assert_eq!(
+            SegmentHeader::decode(&h.encode()),
+            Err(HeaderError::UnsupportedFeatures { flags: 4 })
+        );
+        let mut h = sample();
+        h.compat_flags = 4;
+        assert!(SegmentHeader::decode(&h.encode()).is_ok());
+    }
+
+    #[test]
+    fn nonsense_geometry_is_refused() {
+        for cap in [0, 4096, MIN_CAPACITY + 1, MAX_CAPACITY + PAGE] {
+            let h = SegmentHeader {
+                capacity: cap,
+                ..sample()
+            };
+            assert!(matches!(
+                SegmentHeader::decode(&h.encode()),
+                Err(HeaderError::Invalid { .. })
+            ));
+        }
+        let h = SegmentHeader {
+            base: 17,
+            ..sample()
+        };
+        assert!(SegmentHeader::decode(&h.encode()).is_err());
+        let h = SegmentHeader {
+            base: !(PAGE - 1),
+            ..sample()
+        };
+        assert!(SegmentHeader::decode(&h.encode()).is_err());
+    }
+}

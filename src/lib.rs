@@ -1,0 +1,72 @@
+//! tidelog: an append-only, memory-mapped log that works as a durable
+//! inter-process queue.
+//!
+//! A log is a directory of segment files. Each segment reserves a large
+//! virtual mapping up front and its file grows inside that reservation as
+//! records are appended, so readers in other processes see new records
+//! without remapping. Appenders reserve space with one atomic add on a
+//! shared tail word; readers borrow records straight from the mapping, check
+//! their CRC and hand out `&[u8]` without copying.
+//!
+//! ```
+//! # fn main() -> Result<(), tidelog::Error> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let dir = tmp.path().join("queue");
+//! use tidelog::Log;
+//!
+//! // Producer (any process):
+//! let log = Log::open(&dir)?;
+//! let mut appender = log.appender()?;
+//! let pos = appender.append(b"hello")?;
+//!
+//! // Consumer (any process; read-only needs no write permission):
+//! let log = Log::open_read_only(&dir)?;
+//! let mut reader = log.reader();
+//! while let Some(record) = reader.try_next()? {
+//!     assert_eq!(record.position(), pos);
+//!     assert_eq!(&*record, b"hello");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Guarantees
+//! - A record is visible to every reader and survives a crash of the
+//!   appending process as soon as [`Appender::append`] returns; it survives
+//!   power loss after [`Log::flush`].
+//! - Readers see each published record once, in position order, and never
+//!   bytes that fail their CRC: damage is an [`Error`] carrying its position.
+//! - A full disk is [`Error::NoSpace`], never `SIGBUS`: segment files are
+//!   grown with `fallocate` before any byte is written through the mapping.
+//! - Opening a log for writing after a crash cuts torn, unpublished frames
+//!   and keeps every record whose `append` returned `Ok`.
+//!
+//! The file format and the protocol are specified in `docs/FORMAT.md`.
+//!
+//! # Trust
+//! Like every memory-mapped store, tidelog assumes that only tidelog
+//! modifies the files of a log while they are mapped. Files damaged at rest
+//! (bit rot, truncation, a hostile copy) are detected and reported.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod append;
+mod error;
+pub mod format;
+mod log;
+mod map;
+mod options;
+mod position;
+mod read;
+mod segment;
+
+pub use append::Appender;
+pub use error::{Error, Result};
+pub use log::{Log, RecoveryReport, SegmentInfo};
+pub use options::{
+    Options, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY,
+    DEFAULT_UNBLOCK_TIMEOUT,
+};
+pub use position::Position;
+pub use read::{Reader, Record, WaitStrategy};

@@ -1,0 +1,354 @@
+//! The one module allowed to use `unsafe`: the shared mapping of a segment.
+//!
+//! A [`Mapping`] is a `MAP_SHARED` view of a whole segment reservation. The
+//! file behind it is usually shorter than the mapping; touching a page past
+//! the end of the file raises `SIGBUS`. This module cannot know the file's
+//! length, so every method that touches frame bytes takes the end of the
+//! readable range from the caller, and the protocol code upholds the rule
+//! that it never passes an end beyond the file's length (see `segment.rs`).
+//!
+//! Memory shared with other processes is only ever accessed in three ways:
+//!
+//! 1. Header words and frame header words are accessed as atomics
+//!    (`AtomicU64`/`AtomicU32`), never as plain integers, so concurrent
+//!    writers, readers and unblockers never race on them.
+//! 2. A frame's payload is written through a [`Claim`], which only exists
+//!    after this process won the compare-and-swap that moved the frame's header
+//!    word from zero to "in progress". The fetch-add on the tail word gives
+//!    each frame to exactly one appender and the compare-and-swap shuts out
+//!    the unblocker, so a claim is exclusive; no reader looks at payload bytes
+//!    before the header is published.
+//! 3. A payload is read as `&[u8]` only after an Acquire load of its header
+//!    word showed a published data frame. Published frames are never written
+//!    again by any tidelog process, so the shared borrow is never aliased by a
+//!    write.
+//!
+//! The trust assumption that remains is the one every memory-mapped store
+//! makes: no other program modifies the files while they are mapped.
+
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use memmap2::{Advice, MmapOptions, MmapRaw};
+
+use crate::format::frame::{self, Header};
+use crate::format::HEADER_LEN;
+
+#[cfg(not(all(
+    target_os = "linux",
+    target_endian = "little",
+    target_pointer_width = "64"
+)))]
+compile_error!("tidelog supports 64-bit little-endian Linux only");
+
+/// What a failed compare-and-swap reports when it could not even be tried.
+/// It is never a valid header word (in progress and kind 7 at once).
+pub(crate) const NOT_SWAPPABLE: u64 = u64::MAX;
+
+/// A shared mapping of one segment's whole reservation.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    raw: MmapRaw,
+    writable: bool,
+}
+
+/// Proof that this process owns an in-progress data frame: its header word
+/// holds the in-progress marker this process stored by compare-and-swap.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    off: usize,
+    len: u32,
+}
+
+/// What a reader finds at a frame offset.
+#[derive(Debug)]
+pub(crate) enum Slot<'a> {
+    /// A frame without readable payload: empty, in progress, padding or end.
+    Control(Header),
+    /// A published data frame. The CRC has not been checked yet.
+    Data {
+        /// The CRC stored in the header.
+        crc: u32,
+        /// The payload bytes.
+        payload: &'a [u8],
+    },
+}
+
+/// Why [`Mapping::slot`] could not return a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotError {
+    /// The header word is not one a writer produces.
+    Malformed(&'static str),
+    /// The frame extends past `readable_end`.
+    Beyond {
+        /// Where the frame would end.
+        end: usize,
+    },
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `file`, which must have been opened for reading,
+    /// and for writing too if `writable`.
+    pub(crate) fn new(file: &File, len: u64, writable: bool) -> io::Result<Self> {
+        if len < HEADER_LEN || usize::try_from(len).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "mapping shorter than a segment header",
+            ));
+        }
+        let mut opts = MmapOptions::new();
+        opts.len(len as usize);
+        let raw = if writable {
+            opts.map_raw(file)?
+        } else {
+            opts.map_raw_read_only(file)?
+        };
+        Ok(Self { raw, writable })
+    }
+
+    /// Whether the mapping allows writes.
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The 8-byte word at `off`, or `None` if it is misaligned or out of the
+    /// mapping. The caller must not pass an offset at or past the file's end.
+    #[inline]
+    fn word(&self, off: usize) -> Option<&AtomicU64> {
+        if !off.is_multiple_of(8) || off.checked_add(8)? > self.raw.len() {
+            return None;
+        }
+        // SAFETY: `off` is 8-aligned and `off + 8 <= len`, and the mapping's
+        // base is page-aligned, so the pointer is valid and aligned for a u64
+        // for as long as `self` (and so the mapping) lives. Shared memory words
+        // are only ever accessed atomically (module docs, point 1), so there is
+        // no non-atomic access to race with.
+        Some(unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u64>()) })
+    }
+
+    /// A 64-bit header field. `off` is one of the `OFF_*` constants.
+    #[inline]
+    pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
+        assert!(off + 8 <= HEADER_LEN as usize && off.is_multiple_of(8));
+        match self.word(off) {
+            Some(w) => w,
+            // `new` refuses mappings shorter than the header.
+            None => unreachable!("header word outside a mapping of at least HEADER_LEN"),
+        }
+    }
+
+    /// A 32-bit header field. `off` is one of the `OFF_*` constants.
+    #[inline]
+    pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
+        assert!(off + 4 <= HEADER_LEN as usize && off.is_multiple_of(4));
+        // SAFETY: `off + 4 <= HEADER_LEN <= len` (checked in `new`) and `off` is
+        // 4-aligned, so the pointer is in bounds and aligned for as long as the
+        // mapping lives; header words are only accessed atomically.
+        unsafe { AtomicU32::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u32>()) }
+    }
+
+    /// Acquire-loads the frame header word at `off`.
+    #[inline]
+    pub(crate) fn load_word(&self, off: usize) -> Option<u64> {
+        self.word(off).map(|w| w.load(Ordering::Acquire))
+    }
+
+    /// Compare-and-swap of the frame header word at `off` (sequentially
+    /// consistent, which the wake-up protocol relies on). `Err` carries the
+    /// value found, or [`NOT_SWAPPABLE`] for an offset outside the mapping or
+    /// a read-only mapping (neither happens when the caller is correct).
+    #[inline]
+    pub(crate) fn cas_word(&self, off: usize, current: u64, new: u64) -> Result<(), u64> {
+        if !self.writable {
+            return Err(NOT_SWAPPABLE);
+        }
+        let Some(w) = self.word(off) else {
+            return Err(NOT_SWAPPABLE);
+        };
+        w.compare_exchange(current, new, Ordering::SeqCst, Ordering::Acquire)
+            .map(|_| ())
+    }
+
+    /// Claims the zero header word at `off` for a data frame of `len` payload
+    /// bytes. `Err` carries the word found there instead of zero.
+    #[inline]
+    pub(crate) fn claim(&self, off: usize, len: u32) -> Result<Claim, u64> {
+        let end = frame::frame_len(len) as usize;
+        if off.checked_add(end).is_none_or(|e| e > self.raw.len()) {
+            return Err(NOT_SWAPPABLE);
+        }
+        self.cas_word(off, 0, frame::in_progress_word(len))?;
+        Ok(Claim { off, len })
+    }
+
+    /// The payload area of a claimed frame.
+    #[inline]
+    pub(crate) fn payload_mut<'a>(&'a self, claim: &'a mut Claim) -> &'a mut [u8] {
+        debug_assert!(self.writable);
+        // SAFETY: `claim` proves this process won the zero -> in-progress CAS
+        // for the frame at `claim.off`, whose bytes `claim.off + 8 ..
+        // claim.off + frame_len(len)` lie inside the mapping (checked in
+        // `claim`) and inside the file (the appender grows the file before it
+        // claims). The tail fetch-add gave those bytes to this appender alone,
+        // no reader reads a payload before its header is published, and the
+        // unblocker never reads past an in-progress header, so nothing else
+        // accesses them while the `&mut` borrow of the claim lives. The mapping
+        // is writable, so writes through the pointer are allowed.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.raw.as_mut_ptr().add(claim.off + 8),
+                claim.len as usize,
+            )
+        }
+    }
+
+    /// Publishes a claimed frame by swapping its in-progress header for
+    /// `word`. Fails with the word found if the frame was unblocked (padded)
+    /// by another process meanwhile; the claim is then void.
+    #[inline]
+    pub(crate) fn publish(&self, claim: Claim, word: u64) -> Result<(), u64> {
+        self.cas_word(claim.off, frame::in_progress_word(claim.len), word)
+    }
+
+    /// What the frame at `off` (log position `position`) holds. A data frame's
+    /// payload is only returned if it ends at or before `readable_end`, which
+    /// must not exceed the file's length.
+    #[inline]
+    pub(crate) fn slot(
+        &self,
+        off: usize,
+        position: u64,
+        readable_end: usize,
+    ) -> Result<Slot<'_>, SlotError> {
+        let readable_end = readable_end.min(self.raw.len());
+        if off.checked_add(8).is_none_or(|e| e > readable_end) {
+            return Err(SlotError::Beyond {
+                end: off.saturating_add(8),
+            });
+        }
+        let Some(w) = self.load_word(off) else {
+            return Err(SlotError::Malformed("misaligned frame offset"));
+        };
+        match frame::decode(w, position).map_err(SlotError::Malformed)? {
+            Header::Data { len, crc } => {
+                let start = off + 8;
+                let end = start + len as usize;
+                let frame_end = off + frame::frame_len(len) as usize;
+                if frame_end > readable_end {
+                    return Err(SlotError::Beyond { end: frame_end });
+                }
+                // SAFETY: the Acquire load above saw a published data header,
+                // so the writer's payload stores happen-before this point (the
+                // publish CAS is a release). `start..end` is inside the mapping
+                // and inside the file (`frame_end <= readable_end`, which the
+                // caller keeps within the file's length). Published frames are
+                // never written again (module docs, point 3), so a shared
+                // borrow for the lifetime of `self` is never aliased by a write.
+                let payload = unsafe {
+                    std::slice::from_raw_parts(self.raw.as_ptr().add(start), end - start)
+                };
+                Ok(Slot::Data { crc, payload })
+            }
+            h => Ok(Slot::Control(h)),
+        }
+    }
+
+    /// Zeroes the non-zero words in `start..end` with atomic stores. Only
+    /// called by recovery, while no other writer is alive, on bytes past the
+    /// last valid frame. Words that are already zero are not written, so the
+    /// pages of a fresh region are not dirtied. Returns how many words were
+    /// zeroed, or `None` for a read-only mapping or a range outside it.
+    pub(crate) fn zero_words(&self, start: usize, end: usize) -> Option<u64> {
+        if !self.writable {
+            return None;
+        }
+        let mut zeroed = 0;
+        let mut off = start;
+        while off < end {
+            let w = self.word(off)?;
+            if w.load(Ordering::Relaxed) != 0 {
+                w.store(0, Ordering::Relaxed);
+                zeroed += 1;
+            }
+            off += 8;
+        }
+        Some(zeroed)
+    }
+
+    /// Pre-faults `off..off + len` for writing (`MADV_POPULATE_WRITE`), so
+    /// that appends there do not take page faults. The range must lie inside
+    /// the file.
+    pub(crate) fn populate_write(&self, off: usize, len: usize) -> io::Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        self.raw.advise_range(Advice::PopulateWrite, off, len)
+    }
+
+    /// Writes back dirty pages in `off..off + len` and waits (`msync(MS_SYNC)`).
+    pub(crate) fn flush_range(&self, off: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.flush_range(off, len)
+    }
+
+    /// Parks the calling thread while the 32-bit header word at `off` still
+    /// holds `expected`, for at most `timeout`. Spurious returns are allowed.
+    pub(crate) fn futex_wait(&self, off: usize, expected: u32, timeout: Option<Duration>) {
+        let word = self.header_u32(off);
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a valid, aligned u32 in a MAP_SHARED mapping that
+        // outlives the call; FUTEX_WAIT only reads it (which the kernel allows
+        // on read-only mappings). `ts_ptr` is null or points to a timespec that
+        // lives until the call returns. The flags omit FUTEX_PRIVATE_FLAG
+        // because waiters and wakers are in different processes. Errors
+        // (EAGAIN when the word changed, EINTR, ETIMEDOUT) all mean "return to
+        // the caller", which re-checks its condition.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    /// Wakes every thread, in any process, parked on the header word at `off`.
+    pub(crate) fn futex_wake(&self, off: usize) {
+        let word = self.header_u32(off);
+        // SAFETY: `word` is a valid, aligned u32 in a shared mapping that
+        // outlives the call; FUTEX_WAKE does not access user memory beyond
+        // resolving the address. The result (number woken, or an error for an
+        // address the kernel cannot resolve) needs no handling: a reader that
+        // is not woken returns at its timeout and re-checks.
+        unsafe {
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+        }
+    }
+}
+
+/// The system's page size.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}

@@ -1,0 +1,227 @@
+//! Options for opening a log.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::format::frame::MAX_PAYLOAD;
+use crate::format::header::{check_capacity, MAX_CAPACITY};
+use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, PAGE};
+use crate::{Error, Log, Result};
+
+/// Default segment capacity: 1 GiB of reserved address space per segment.
+pub const DEFAULT_SEGMENT_CAPACITY: u64 = 1 << 30;
+/// Default growth step of a segment file.
+pub const DEFAULT_GROW_STEP: u64 = 8 << 20;
+/// Default record size limit.
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 16 << 20;
+/// Default time a reader waits behind an unpublished frame before a process
+/// with write access declares its writer dead and pads the hole.
+pub const DEFAULT_UNBLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who may append to a log at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum WriterMode {
+    /// Appenders in one process only. The first process to ask for an
+    /// appender holds an exclusive lock until its `Log` is dropped; any other
+    /// process asking for one gets [`Error::Locked`].
+    #[default]
+    SingleProcess,
+}
+
+/// Options for opening a log: a builder with defaults for everything.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let log = tidelog::Options::new()
+///     .segment_capacity(64 << 20)
+///     .grow_step(1 << 20)
+///     .max_record_size(64 << 10)
+///     .open(dir.path().join("events"))?;
+/// # drop(log);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) segment_capacity: u64,
+    pub(crate) grow_step: u64,
+    pub(crate) max_record_size: Option<usize>,
+    pub(crate) file_mode: u32,
+    pub(crate) writer_mode: WriterMode,
+    pub(crate) unblock_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// The defaults: 1 GiB segments growing in 8 MiB steps, records up to
+    /// 16 MiB, files created with mode 0600.
+    pub fn new() -> Self {
+        Self {
+            segment_capacity: DEFAULT_SEGMENT_CAPACITY,
+            grow_step: DEFAULT_GROW_STEP,
+            max_record_size: None,
+            file_mode: 0o600,
+            writer_mode: WriterMode::default(),
+            unblock_timeout: DEFAULT_UNBLOCK_TIMEOUT,
+        }
+    }
+
+    /// Bytes of address space reserved per segment, header included: the
+    /// largest a segment file can grow before appends roll over to the next
+    /// one. A multiple of 4096 between 64 KiB and 1 TiB. Applies to segments
+    /// this process creates; existing segments keep their own.
+    pub fn segment_capacity(mut self, bytes: u64) -> Self {
+        self.segment_capacity = bytes;
+        self
+    }
+
+    /// How much a segment file grows at a time (rounded up to whole pages).
+    /// Larger steps mean fewer `fallocate` calls; smaller steps mean less
+    /// disk reserved ahead of the data.
+    pub fn grow_step(mut self, bytes: u64) -> Self {
+        self.grow_step = bytes;
+        self
+    }
+
+    /// The largest record accepted. Defaults to 16 MiB, or less when the
+    /// segment capacity cannot hold that much.
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record_size = Some(bytes);
+        self
+    }
+
+    /// Permission bits for files and directories this process creates
+    /// (directories also get the matching execute bits). Default `0o600`.
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode & 0o777;
+        self
+    }
+
+    /// Who may append at the same time. See [`WriterMode`].
+    pub fn writer_mode(mut self, mode: WriterMode) -> Self {
+        self.writer_mode = mode;
+        self
+    }
+
+    /// How long a reader waits behind a frame that was reserved but never
+    /// published before a process with write access pads it over.
+    pub fn unblock_timeout(mut self, timeout: Duration) -> Self {
+        self.unblock_timeout = timeout;
+        self
+    }
+
+    /// Opens the log at `dir` for reading and appending, creating the
+    /// directory and its first segment if they do not exist.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] for contradictory options, and any error of
+    /// [`Log::open`].
+    pub fn open(&self, dir: impl AsRef<Path>) -> Result<Log> {
+        Log::open_with(dir.as_ref(), self.resolve()?, true)
+    }
+
+    /// Opens an existing log for reading only. Files are opened `O_RDONLY`
+    /// and mapped `PROT_READ`; nothing in the directory is created, locked or
+    /// modified.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no log at `dir`, and any error of
+    /// [`Log::open_read_only`].
+    pub fn open_read_only(&self, dir: impl AsRef<Path>) -> Result<Log> {
+        Log::open_with(dir.as_ref(), self.resolve()?, false)
+    }
+
+    /// Validates the options and fills in derived values.
+    pub(crate) fn resolve(&self) -> Result<Resolved> {
+        check_capacity(self.segment_capacity).map_err(|reason| Error::InvalidOptions { reason })?;
+        if self.grow_step == 0 {
+            return Err(Error::InvalidOptions {
+                reason: "grow step must not be zero",
+            });
+        }
+        let page = crate::map::page_size().max(PAGE);
+        let grow_step = match crate::format::align_up(self.grow_step, page) {
+            Some(s) if s <= MAX_CAPACITY => s,
+            _ => {
+                return Err(Error::InvalidOptions {
+                    reason: "grow step is above the maximum of 1 TiB",
+                })
+            }
+        };
+        // The largest payload that fits an empty segment with room left for
+        // the end-of-segment frame.
+        let fits = self.segment_capacity - HEADER_LEN - 2 * FRAME_HEADER_LEN;
+        let fits = fits.min(u64::from(MAX_PAYLOAD)) as usize;
+        let max_record_size = match self.max_record_size {
+            Some(m) if m > fits => {
+                return Err(Error::InvalidOptions {
+                    reason: "max record size does not fit in a segment of this capacity",
+                })
+            }
+            Some(m) => m,
+            None => DEFAULT_MAX_RECORD_SIZE.min(fits),
+        };
+        Ok(Resolved {
+            segment_capacity: self.segment_capacity,
+            grow_step,
+            max_record_size,
+            file_mode: self.file_mode,
+            writer_mode: self.writer_mode,
+            unblock_timeout: self.unblock_timeout,
+        })
+    }
+}
+
+/// Validated options.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub segment_capacity: u64,
+    pub grow_step: u64,
+    pub max_record_size: usize,
+    pub file_mode: u32,
+    pub writer_mode: WriterMode,
+    #[allow(dead_code)]
+    pub unblock_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve() {
+        let r = Options::new().resolve().unwrap();
+        assert_eq!(r.max_record_size, DEFAULT_MAX_RECORD_SIZE);
+        assert_eq!(r.grow_step % 4096, 0);
+    }
+
+    #[test]
+    fn small_segments_shrink_the_default_record_limit() {
+        let r = Options::new().segment_capacity(64 << 10).resolve().unwrap();
+        assert_eq!(r.max_record_size as u64, (64 << 10) - HEADER_LEN - 16);
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        for o in [
+            Options::new().segment_capacity(1000),
+            Options::new().grow_step(0),
+            Options::new()
+                .segment_capacity(64 << 10)
+                .max_record_size(1 << 20),
+            Options::new().max_record_size(usize::MAX),
+        ] {
+            assert!(
+                matches!(o.resolve(), Err(Error::InvalidOptions { .. })),
+                "{o:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! Readers: iterating, waiting, following the log across segments.
+
+use std::hint;
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::format::frame::{self, Header};
+use crate::format::header::{OFF_NOTIFY_SEQ, OFF_WAITERS};
+use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
+use crate::log::Inner;
+use crate::map::{Slot, SlotError};
+use crate::segment::Segment;
+use crate::{Error, Position, Result};
+
+/// How a reader waits for records that have not been appended yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// Poll in a tight loop: the lowest latency, one core busy.
+    Spin,
+    /// Poll, yielding the CPU to the scheduler between polls.
+    Yield,
+    /// Poll `spins` times, then park on the segment's futex until an
+    /// appender wakes it. The default.
+    SpinThenPark {
+        /// Polls before parking.
+        spins: u32,
+    },
+    /// Park on the futex straight away: no CPU used while idle.
+    Park,
+}
+
+impl Default for WaitStrategy {
+    fn default() -> Self {
+        Self::SpinThenPark { spins: 200 }
+    }
+}
+
+/// Parked readers of read-only logs cannot register for wake-ups (that
+/// would write to the log), so they re-check at this interval.
+const READ_ONLY_PARK: Duration = Duration::from_millis(1);
+
+/// Reads records in order. Obtained from [`Log::reader`](crate::Log::reader)
+/// or [`Log::reader_at`](crate::Log::reader_at).
+///
+/// A reader only ever sees published records, each exactly once, in log
+/// order, and verifies each record's CRC before handing out its bytes.
+#[derive(Debug)]
+pub struct Reader {
+    log: Arc<Inner>,
+    seg: Arc<Segment>,
+    /// File offset of the next frame in `seg`.
+    off: u64,
+    /// File length known to exist (a private copy of the segment's).
+    readable: u64,
+    wait: WaitStrategy,
+}
+
+/// A record borrowed from the log's mapping: no copy is made.
+///
+/// Dereferences to the payload bytes. The borrow ends before the reader can
+/// move on, so the bytes stay mapped while the record lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    payload: &'a [u8],
+    position: Position,
+    next: Position,
+}
+
+impl<'a> Record<'a> {
+    /// The record's position in the log: its id.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The position just after this record: where a reader resumes to read
+    /// what follows it.
+    pub fn next_position(&self) -> Position {
+        self.next
+    }
+
+    /// The payload, with the lifetime of the borrow of the reader.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.payload
+    }
+}
+
+impl Deref for Record<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.payload
+    }
+}
+
+impl AsRef<[u8]> for Record<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.payload
+    }
+}
+
+/// The outcome of one step of the reader's state machine.
+enum Step {
+    /// A verified data frame at this offset of the current segment, with
+    /// this payload length.
+    Record { off: u64, len: u32 },
+    /// Nothing to read yet.
+    Pending,
+}
+
+impl Reader {
+    pub(crate) fn new(log: Arc<Inner>, seg: Arc<Segment>, off: u64) -> Self {
+        Self {
+            log,
+            seg,
+            off,
+            readable: 0,
+            wait: WaitStrategy::default(),
+        }
+    }
+
+    /// Sets how [`next_timeout`](Self::next_timeout) and
+    /// [`next_blocking`](Self::next_blocking) wait.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// Builder form of [`set_wait_strategy`](Self::set_wait_strategy).
+    pub fn with_wait_strategy(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The position of the next frame the reader will look at.
+    pub fn position(&self) -> Position {
+        Position::from(self.seg.base() + self.off)
+    }
+
+    /// The next record, or `None` if none has been published yet. Never
+    /// blocks.
+    ///
+    /// # Errors
+    /// [`Error::ChecksumMismatch`] or [`Error::CorruptFrame`] with the
+    /// position of a damaged frame (the reader stays there; call
+    /// [`skip_damaged`](Self::skip_damaged) to go past it);
+    /// [`Error::MissingSegment`] if the next segment is gone; I/O errors.
+    pub fn try_next(&mut self) -> Result<Option<Record<'_>>> {
+        match self.step()? {
+            Step::Record { off, len } => Ok(Some(self.record(off, len)?)),
+            Step::Pending => Ok(None),
+        }
+    }
+
+    /// The next record, waiting up to `timeout` for one to be published.
+    /// `None` if the time ran out.
+    ///
+    /// # Errors
+    /// The errors of [`try_next`](Self::try_next).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.wait_for(deadline)? {
+            Step::Record { off, len } => Ok(Some(self.record(off, len)?)),
+            Step::Pending => Ok(None),
+        }
+    }
+
+    /// The next record, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// The errors of [`try_next`](Self::try_next).
+    pub fn next_blocking(&mut self) -> Result<Record<'_>> {
+        loop {
+            if let Step::Record { off, len } = self.wait_for(None)? {
+                return self.record(off, len);
+            }
+        }
+    }
+
+    /// Moves past a damaged frame at the reader's position to the next frame
+    /// that is valid on its own, and returns the position skipped to.
+    /// Records inside the skipped range are lost to this reader.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn skip_damaged(&mut self) -> Result<Position> {
+        let end = self.seg.file_len()?;
+        let mut off = self.off + FRAME_HEADER_LEN;
+        while off + FRAME_HEADER_LEN <= end {
+            let pos = self.seg.base() + off;
+            match self.seg.map().slot(off as usize, pos, end as usize) {
+                Ok(Slot::Data { crc, payload })
+                    if frame::check_data(pos, payload.len() as u32, crc, payload).is_ok() =>
+                {
+                    break
+                }
+                Ok(Slot::Control(Header::Padding { .. } | Header::End)) => break,
+                _ => {}
+            }
+            off += FRAME_HEADER_LEN;
+        }
+        self.off = off.min(self.seg.capacity());
+        Ok(self.position())
+    }
+
+    fn record(&self, off: u64, len: u32) -> Result<Record<'_>> {
+        let pos = self.seg.base() + off;
+        match self
+            .seg
+            .map()
+            .slot(off as usize, pos, self.readable as usize)
+        {
+            Ok(Slot::Data { payload, .. }) if payload.len() == len as usize => Ok(Record {
+                payload,
+                position: Position::from(pos),
+                next: Position::from(pos + frame::frame_len(len)),
+            }),
+            _ => Err(Error::CorruptFrame {
+                position: Position::from(pos),
+                reason: "published frame changed under the reader",
+            }),
+        }
+    }
+
+    /// Advances over padding and segment ends to the next published record,
+    /// verifies it and moves past it.
+    fn step(&mut self) -> Result<Step> {
+        loop {
+            let off = self.off;
+            let pos = self.seg.base() + off;
+            if off + FRAME_HEADER_LEN > self.seg.capacity() {
+                // Padded up to the very end: the segment is over.
+                if self.follow()? {
+                    continue;
+                }
+                return Ok(Step::Pending);
+            }
+            if off + FRAME_HEADER_LEN > self.readable {
+                match self.seg.readable_len(off + FRAME_HEADER_LEN)? {
+                    Some(len) => self.readable = len,
+                    None => return Ok(Step::Pending),
+                }
+            }
+            match self
+                .seg
+                .map()
+                .slot(off as usize, pos, self.readable as usize)
+            {
+                Ok(Slot::Data { crc, payload }) => {
+                    let len = payload.len() as u32;
+                    if let Err(computed) = frame::check_data(pos, len, crc, payload) {
+                        return Err(Error::ChecksumMismatch {
+                            position: Position::from(pos),
+                            stored: crc,
+                            computed,
+                        });
+                    }
+                    let next = off + frame::frame_len(len);
+                    if next > self.seg.data_limit() {
+                        return Err(Error::CorruptFrame {
+                            position: Position::from(pos),
+                            reason: "record runs into the end of its segment",
+                        });
+                    }
+                    self.off = next;
+                    return Ok(Step::Record { off, len });
+                }
+                Ok(Slot::Control(Header::Padding { len })) => {
+                    self.off = off + frame::frame_len(len);
+                }
+                Ok(Slot::Control(Header::End)) => {
+                    if !self.follow()? {
+                        return Ok(Step::Pending);
+                    }
+                }
+                Ok(Slot::Control(Header::Empty | Header::InProgress { .. })) => {
+                    return Ok(Step::Pending);
+                }
+                Ok(Slot::Control(Header::Data { .. })) => {
+                    unreachable!("data is never a control slot")
+                }
+                Err(SlotError::Beyond { end }) => {
+                    let end = end as u64;
+                    if end > self.seg.capacity() {
+                        return Err(Error::CorruptFrame {
+                            position: Position::from(pos),
+                            reason: "frame runs past the end of its segment",
+                        });
+                    }
+                    match self.seg.readable_len(end)? {
+                        Some(len) => self.readable = len,
+                        None => {
+                            return Err(Error::CorruptFrame {
+                                position: Position::from(pos),
+                                reason: "frame runs past the end of its file",
+                            })
+                        }
+                    }
+                }
+                Err(SlotError::Malformed(reason)) => {
+                    return Err(Error::CorruptFrame {
+                        position: Position::from(pos),
+                        reason,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Moves to the next segment if it exists.
+    fn follow(&mut self) -> Result<bool> {
+        match self.log.next_for_reader(&self.seg)? {
+            Some(next) => {
+                self.seg = next;
+                self.off = HEADER_LEN;
+                self.readable = 0;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn wait_for(&mut self, deadline: Option<Instant>) -> Result<Step> {
+        let mut polls: u32 = 0;
+        loop {
+            if let s @ Step::Record { .. } = self.step()? {
+                return Ok(s);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Step::Pending);
+            }
+            polls = polls.saturating_add(1);
+            match self.wait {
+                WaitStrategy::Spin => hint::spin_loop(),
+                WaitStrategy::Yield => std::thread::yield_now(),
+                WaitStrategy::SpinThenPark { spins } if polls <= spins => hint::spin_loop(),
+                WaitStrategy::SpinThenPark { .. } | WaitStrategy::Park => {
+                    self.park(deadline.map(|d| d - now))
+                }
+            }
+        }
+    }
+
+    /// Parks on the segment's futex until an appender publishes or the
+    /// timeout passes.
+    ///
+    /// The reader registers in `waiters`, then re-checks its frame, then
+    /// sleeps while `notify_seq` is unchanged. An appender publishes (a
+    /// sequentially consistent compare-and-swap), then reads `waiters`
+    /// (sequentially consistent) and wakes if it is non-zero. Either the
+    /// appender sees the registration, or the re-check sees the frame.
+    fn park(&mut self, timeout: Option<Duration>) {
+        let seg = Arc::clone(&self.seg);
+        let map = seg.map();
+        let seq = map.header_u32(OFF_NOTIFY_SEQ).load(Ordering::SeqCst);
+        let registered = map.is_writable();
+        let timeout = if registered {
+            timeout
+        } else {
+            Some(timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK)))
+        };
+        if registered {
+            map.header_u32(OFF_WAITERS).fetch_add(1, Ordering::SeqCst);
+        }
+        match self.readiness() {
+            Readiness::Ready => {}
+            Readiness::Wait => map.futex_wait(OFF_NOTIFY_SEQ, seq, timeout),
+            Readiness::Poll => {
+                let t = timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK));
+                map.futex_wait(OFF_NOTIFY_SEQ, seq, Some(t));
+            }
+        }
+        if registered {
+            map.header_u32(OFF_WAITERS).fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the frame at the reader's position is still waiting for an
+    /// appender (after the reader registered as a waiter).
+    fn readiness(&self) -> Readiness {
+        let off = self.off;
+        let end = off + FRAME_HEADER_LEN;
+        if end > self.seg.capacity() {
+            // At the end of a padded-out segment, waiting for its successor.
+            return Readiness::Poll;
+        }
+        if end > self.readable {
+            match self.seg.readable_len(end) {
+                Ok(Some(_)) | Err(_) => return Readiness::Ready,
+                Ok(None) => return Readiness::Wait,
+            }
+        }
+        match self
+            .seg
+            .map()
+            .load_word(off as usize)
+            .map(|w| frame::decode(w, self.seg.base() + off))
+        {
+            Some(Ok(Header::Empty | Header::InProgress { .. })) => Readiness::Wait,
+            // An end marker whose successor segment does not exist yet: the
+            // creator wakes us, but it may have done so just before we
+            // registered, so only sleep briefly.
+            Some(Ok(Header::End)) | Some(Err(_)) => Readiness::Poll,
+            _ => Readiness::Ready,
+        }
+    }
+}
+
+enum Readiness {
+    Ready,
+    Wait,
+    Poll,
+}

@@ -1,0 +1,123 @@
+//! Helpers shared by the integration tests: deterministic payloads and
+//! child processes (the test binary re-run in a given role).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Environment variable naming the role a re-run test binary plays.
+pub const ROLE_VAR: &str = "TIDELOG_TEST_ROLE";
+
+/// The role this process was started in, if it is a child.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE_VAR).ok()
+}
+
+/// An argument passed to a child through the environment.
+pub fn arg(name: &str) -> String {
+    std::env::var(format!("TIDELOG_TEST_{name}")).unwrap_or_else(|_| panic!("missing {name}"))
+}
+
+/// An integer argument passed to a child.
+pub fn arg_u64(name: &str) -> u64 {
+    arg(name).parse().unwrap()
+}
+
+/// Starts this test binary again, running only the (ignored) test `entry`
+/// in role `role`, with `args` in its environment and stdout piped.
+pub fn spawn(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE_VAR, role)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    for (k, v) in args {
+        cmd.env(format!("TIDELOG_TEST_{k}"), v);
+    }
+    cmd.spawn().expect("spawn child test process")
+}
+
+/// splitmix64: a small, good-enough PRNG for reproducible test data.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// The payload of record `index` of stream `seed`: its length is drawn
+/// from `0..=max_len`, its bytes from the same generator, and its first
+/// bytes name the stream and index so a misplaced record is recognisable.
+pub fn payload(seed: u64, index: u64, max_len: usize) -> Vec<u8> {
+    let mut rng = Rng(seed.wrapping_mul(0x1000_0001).wrapping_add(index));
+    let len = rng.below(max_len as u64 + 1) as usize;
+    let mut out = Vec::with_capacity(len);
+    while out.len() + 8 <= len {
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let tail = rng.next_u64().to_le_bytes();
+    out.extend_from_slice(&tail[..len - out.len()]);
+    let tag = [seed.to_le_bytes(), index.to_le_bytes()].concat();
+    let n = tag.len().min(len);
+    out[..n].copy_from_slice(&tag[..n]);
+    out
+}
+
+/// Whether the tests run as root (needed to mount file systems).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a command and reports whether it succeeded.
+pub fn run(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Mounts a tmpfs of `size` (e.g. "4m") at `at`; false if not possible.
+pub fn mount_tmpfs(at: &Path, size: &str) -> bool {
+    run(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ],
+    )
+}
+
+/// Unmounts `at` (lazily, so a straggling child cannot keep it busy).
+pub fn unmount(at: &Path) {
+    run("umount", &["-l", at.to_str().unwrap()]);
+}
