@@ -342,6 +342,29 @@ impl Mapping {
     }
 }
 
+/// Grows `file` to at least `len` bytes with its blocks allocated
+/// (`posix_fallocate`), so that no later store through a mapping can find
+/// the disk full and raise SIGBUS. Never shrinks the file.
+///
+/// `fs2::FileExt::allocate` makes the same call but reports `errno`, which
+/// `posix_fallocate` does not set: a full disk came back as whatever error
+/// happened last (seen: `ENOENT`). The returned code is the error.
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length out of range"))?;
+    loop {
+        // SAFETY: the descriptor is valid for as long as `file` is borrowed;
+        // posix_fallocate touches no memory of ours.
+        let ret = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match ret {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            code => return Err(io::Error::from_raw_os_error(code)),
+        }
+    }
+}
+
 /// The system's page size.
 pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions and touches no memory of ours.

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fs2::FileExt as _;
-
 use crate::format::frame::{self, Header};
 use crate::format::header::{
     SegmentHeader, OFF_CLEAN_TAIL, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL, OFF_WAITERS,
@@ -72,8 +70,7 @@ fn now_nanos() -> u64 {
 /// later write into the mapping can hit a full disk and raise SIGBUS.
 /// `posix_fallocate` never shrinks a file, so concurrent growers are safe.
 fn allocate(file: &File, path: &Path, len: u64) -> Result<()> {
-    file.allocate(len)
-        .map_err(|e| Error::io("grow segment", path, e))
+    crate::map::allocate(file, len).map_err(|e| Error::io("grow segment", path, e))
 }
 
 /// Fsyncs a directory, making entries created or removed in it durable.

@@ -45,6 +45,34 @@ pub fn spawn(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
     cmd.spawn().expect("spawn child test process")
 }
 
+/// Prints a protocol line for the parent (libtest prints its own lines on
+/// the same stdout, so protocol lines carry a marker).
+pub fn say(msg: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "@@ {msg}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The next protocol line from a child's stdout, or `None` at its end.
+pub fn hear(from: &mut impl std::io::BufRead) -> Option<String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if from.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(msg) = line.trim_end().strip_prefix("@@ ") {
+            return Some(msg.to_owned());
+        }
+    }
+}
+
+/// All remaining protocol lines from a child's stdout.
+pub fn hear_all(from: &mut impl std::io::BufRead) -> Vec<String> {
+    std::iter::from_fn(|| hear(from)).collect()
+}
+
 /// splitmix64: a small, good-enough PRNG for reproducible test data.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
