@@ -1,2 +1,67 @@
-//! The `tidelog` command-line tool.
-fn main() {}
+//! `tidelog`: inspect, read, append to and benchmark tidelog logs.
+
+mod bench;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidelog",
+    version,
+    about = "Append-only memory-mapped logs as durable IPC queues"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmark producer and consumer processes over a temporary log.
+    Bench(bench::Args),
+    /// Show a log's segments.
+    Info {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Print records, one per line (non-UTF-8 bytes are escaped).
+    Cat(inspect::CatArgs),
+    /// Append each argument (or each line of standard input) as a record.
+    Append {
+        /// The log directory (created if missing).
+        dir: PathBuf,
+        /// Records to append; standard input lines if none are given.
+        records: Vec<String>,
+    },
+    /// Read every record and check it; exit 1 if anything is damaged.
+    Verify {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Internal: one process of a benchmark scenario.
+    #[command(hide = true)]
+    BenchWorker(bench::WorkerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::BenchWorker(args) => bench::worker(args),
+        Command::Info { dir } => inspect::info(&dir),
+        Command::Cat(args) => inspect::cat(args),
+        Command::Append { dir, records } => inspect::append(&dir, records),
+        Command::Verify { dir } => inspect::verify(&dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tidelog: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
