@@ -387,7 +387,10 @@ impl Segment {
             end: HEADER_LEN,
             ..Recovery::default()
         };
-        let scan_end = file_len.min(cap) as usize;
+        // Writers only ever write inside reservations, which all lie below the
+        // tail word; anything past it is stale and is zeroed, never parsed.
+        let reserved = self.tail().load(Ordering::Acquire).clamp(HEADER_LEN, cap);
+        let scan_end = file_len.min(reserved) as usize;
         // Holes and damage seen since the last valid frame.
         let mut pending_holes: Vec<(u64, u64)> = Vec::new();
         let mut pending_damage = 0u64;
