@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::format::frame;
-use crate::format::header::STATE_SEALED;
+use crate::format::header::{STATE_DIRTY, STATE_SEALED};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::log::Inner;
 use crate::segment::Segment;
@@ -98,10 +98,20 @@ impl Appender {
                 });
             }
             let off = seg.tail().fetch_add(flen, Ordering::Relaxed);
-            let end = off + flen;
-            if end > seg.data_limit() {
-                self.roll_over(off)?;
-                continue;
+            let end = match off.checked_add(flen) {
+                Some(end) if end <= seg.data_limit() => end,
+                _ => {
+                    self.roll_over(off)?;
+                    continue;
+                }
+            };
+            if off < HEADER_LEN || !off.is_multiple_of(FRAME_HEADER_LEN) {
+                // Only a damaged tail word gets here; recovery repairs it.
+                seg.set_state(STATE_DIRTY);
+                return Err(Error::CorruptFrame {
+                    position: Position::from(seg.base().saturating_add(off)),
+                    reason: "the segment's tail word is not at a frame boundary",
+                });
             }
             if end > self.covered {
                 match seg.ensure_len(end, self.log.opts.grow_step) {
@@ -112,15 +122,14 @@ impl Appender {
                     }
                 }
             }
-            let map = seg.map();
-            let Ok(mut claim) = map.claim(off as usize, len) else {
+            let Ok(mut claim) = seg.map().claim(off as usize, len) else {
                 // Padded over before we got to it: reserve again.
                 continue;
             };
-            map.payload_mut(&mut claim).copy_from_slice(payload);
+            claim.payload_mut().copy_from_slice(payload);
             let position = seg.base() + off;
             let word = frame::data_word(position, payload);
-            if map.publish(claim, word).is_ok() {
+            if claim.publish(word).is_ok() {
                 seg.wake_readers();
                 return Ok(Position::from(position));
             }
@@ -129,17 +138,22 @@ impl Appender {
     }
 
     /// Gives up a reservation at `off` that cannot be written (the file
-    /// could not grow): if the file covers its header word, pad the frame so
-    /// readers do not wait for it. Otherwise it stays a hole until a process
-    /// with write access grows the file and unblocks it.
+    /// could not grow): pad it, so readers do not wait for it. Padding needs
+    /// only the page holding the frame header; if even that cannot be
+    /// allocated, the hole stays, the segment is marked dirty so that a
+    /// clean close does not vouch for it, and the next recovery (or an
+    /// unblocker) pads it.
     fn abandon(&self, off: u64, len: u32) {
         let seg = &self.seg;
-        if off + FRAME_HEADER_LEN <= seg.known_len() {
+        let step = crate::format::PAGE;
+        if seg.ensure_len(off + FRAME_HEADER_LEN, step).is_ok() {
             let word = frame::padding_word(seg.base() + off, (frame::frame_len(len) - 8) as u32);
             if seg.map().cas_word(off as usize, 0, word).is_ok() {
                 seg.wake_readers();
+                return;
             }
         }
+        seg.set_state(STATE_DIRTY);
     }
 
     /// Handles a reservation at `off` that overshot the segment's data
@@ -162,7 +176,10 @@ impl Appender {
                     seg.set_state(STATE_SEALED);
                     seg.wake_all();
                 }
-                Err(e) => sealing_error = Some(e),
+                Err(e) => {
+                    seg.set_state(STATE_DIRTY);
+                    sealing_error = Some(e);
+                }
             }
             self.seg = next?;
         } else {

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use fs2::FileExt as _;
 use parking_lot::Mutex;
 
 use crate::append::Appender;
-use crate::format::header::{SegmentHeader, STATE_CLEAN, STATE_SEALED};
+use crate::format::header::{SegmentHeader, STATE_SEALED};
 use crate::format::HEADER_LEN;
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
@@ -22,7 +23,11 @@ use crate::{Error, Options, Position, Result};
 /// Lock file every process with the log open for writing holds shared; an
 /// exclusive lock on it proves that no other writer is alive.
 pub(crate) const WRITERS_LOCK: &str = "writers.lock";
-/// Lock file that serialises opening and closing for writing.
+/// Lock file that serialises opening and closing for writing. Its first 8
+/// bytes count the processes registered as writers (read and written only
+/// under the lock): a writer that dies never unregisters, so a last writer
+/// that finds the count above zero knows someone died since the last
+/// recovery.
 pub(crate) const OPEN_LOCK: &str = "open.lock";
 /// Lock file held exclusively by the one process allowed to append in
 /// [`WriterMode::SingleProcess`].
@@ -129,6 +134,20 @@ fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
         .mode(mode)
         .open(&path)
         .map_err(|e| Error::io("open lock file", path, e))
+}
+
+/// The number of registered writers in `open.lock` (held exclusively).
+fn registered_writers(lock: &File) -> u64 {
+    let mut b = [0u8; 8];
+    match lock.read_at(&mut b, 0) {
+        Ok(8) => u64::from_le_bytes(b),
+        _ => 0,
+    }
+}
+
+fn set_registered_writers(lock: &File, n: u64) {
+    // Best effort: a lost update only makes the next open recover.
+    let _ = lock.write_all_at(&n.to_le_bytes(), 0);
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -275,27 +294,24 @@ impl Log {
             return Err(invalid("before the oldest segment"));
         };
         let off = pos - base;
-        if !off.is_multiple_of(crate::format::FRAME_ALIGN) {
-            return Err(invalid("not aligned to a frame boundary"));
-        }
-        if off < HEADER_LEN || off > seg.capacity() {
+        if off >= seg.capacity() {
+            // The first position of a successor that does not exist yet is
+            // where a reader at the end of a full segment waits.
+            let full = seg.tail().load(Ordering::Acquire) > seg.data_limit();
+            if off == seg.capacity() + HEADER_LEN && full {
+                let end = seg.capacity();
+                return Ok(Reader::new(Arc::clone(&self.inner), seg, end));
+            }
             return Err(invalid("not inside a segment's data area"));
         }
-        let tail = seg
-            .tail()
-            .load(std::sync::atomic::Ordering::Acquire)
-            .min(seg.capacity());
-        if off > tail {
+        if off < HEADER_LEN || !off.is_multiple_of(crate::format::FRAME_ALIGN) {
+            return Err(invalid("not at a frame boundary"));
+        }
+        if off > seg.reserved_end() {
             return Err(invalid("beyond the end of the log"));
         }
-        if off < seg.capacity() {
-            if let Some(len) = seg.readable_len(off + 8)? {
-                if let Err(crate::map::SlotError::Malformed(_)) =
-                    seg.map().slot(off as usize, pos, len as usize)
-                {
-                    return Err(invalid("not the start of a frame"));
-                }
-            }
+        if !seg.is_frame_start(off)? {
+            return Err(invalid("not the start of a valid frame"));
         }
         Ok(Reader::new(Arc::clone(&self.inner), seg, off))
     }
@@ -310,14 +326,12 @@ impl Log {
         let bases = list_segments(&self.inner.dir)?;
         for &base in bases.iter().rev() {
             if let Some(seg) = self.inner.segment(base)? {
-                let tail = seg.tail().load(std::sync::atomic::Ordering::Acquire);
-                let off = if tail > seg.data_limit() || seg.state() & STATE_SEALED != 0 {
-                    // Sealed: the log continues at the next segment.
+                let tail = seg.tail().load(Ordering::Acquire);
+                if tail > seg.data_limit() || seg.state() & STATE_SEALED != 0 {
+                    // Full: the log continues at the next segment.
                     return Ok(Position::from(seg.next_base() + HEADER_LEN));
-                } else {
-                    tail
-                };
-                return Ok(Position::from(base + off));
+                }
+                return Ok(Position::from(base + tail));
             }
         }
         Ok(Position::from(HEADER_LEN))
@@ -351,7 +365,7 @@ impl Log {
         let mut out = Vec::new();
         for base in list_segments(&self.inner.dir)? {
             if let Some(seg) = self.inner.segment(base)? {
-                let tail = seg.tail().load(std::sync::atomic::Ordering::Acquire);
+                let tail = seg.tail().load(Ordering::Acquire);
                 out.push(SegmentInfo {
                     path: seg.path().to_owned(),
                     index: seg.header().index,
@@ -377,8 +391,7 @@ impl Log {
     pub fn flush(&self) -> Result<()> {
         for base in list_segments(&self.inner.dir)? {
             if let Some(seg) = self.inner.segment(base)? {
-                let tail = seg.tail().load(std::sync::atomic::Ordering::Acquire);
-                seg.flush_range(0, tail.min(seg.capacity()))?;
+                seg.flush_range(0, seg.reserved_end())?;
             }
         }
         Ok(())
@@ -467,6 +480,14 @@ impl Inner {
             Err(e) => return Err(Error::io("lock", dir.join(WRITERS_LOCK), e)),
         };
         let result = Self::open_segments(dir, &opts, alone);
+        if result.is_ok() {
+            let others = if alone {
+                0
+            } else {
+                registered_writers(&open_lock)
+            };
+            set_registered_writers(&open_lock, others + 1);
+        }
         // With `open.lock` held, nobody else is trying for an exclusive lock
         // on `writers.lock`, so taking (or converting to) a shared one cannot
         // deadlock, and no opener can slip in between and run recovery.
@@ -510,28 +531,27 @@ impl Inner {
         };
         let oldest = Arc::new(open(bases[0])?);
         if alone {
-            // Earlier segments that were never sealed (their end marker's
-            // writer died) are sealed at their end of valid data; the last
-            // segment is recovered unless its writer closed cleanly.
-            let last = bases.len() - 1;
-            for (i, &base) in bases.iter().enumerate() {
+            // Segments written since the last verified clean point form a
+            // suffix of the log: find it from the newest end, then recover
+            // each segment in it (sealing all but the last).
+            let mut suffix = Vec::new();
+            for (i, &base) in bases.iter().enumerate().rev() {
                 let seg = if i == 0 { None } else { Some(open(base)?) };
-                let seg = seg.as_ref().unwrap_or(&oldest);
-                let is_last = i == last;
-                let needs = if is_last {
-                    !seg.is_clean()
-                } else {
-                    seg.state() & STATE_SEALED == 0
-                };
-                if needs {
-                    let r = seg.recover(!is_last, opts.grow_step)?;
-                    report.ran = true;
-                    report.segments_scanned += 1;
-                    report.holes_padded += r.holes_padded;
-                    report.bytes_cut += r.bytes_cut;
-                    report.damaged_frames += r.damaged;
+                let needs = seg.as_ref().unwrap_or(&oldest).needs_recovery();
+                if !needs {
+                    break;
                 }
-                seg.clear_state(STATE_CLEAN);
+                suffix.push((i, seg));
+            }
+            let last = bases.len() - 1;
+            for (i, seg) in suffix.into_iter().rev() {
+                let seg = seg.as_ref().unwrap_or(&oldest);
+                let r = seg.recover(i != last, opts.grow_step)?;
+                report.ran = true;
+                report.segments_scanned += 1;
+                report.holes_padded += r.holes_padded;
+                report.bytes_cut += r.bytes_cut;
+                report.damaged_frames += r.damaged;
             }
         }
         let last_base = *bases.last().unwrap_or(&0);
@@ -546,7 +566,7 @@ impl Inner {
             let header = SegmentHeader::new(
                 opts.segment_capacity,
                 active.next_base(),
-                active.header().index + 1,
+                successor_index(&active)?,
                 now_nanos(),
             );
             active = Arc::new(Segment::create(
@@ -594,6 +614,12 @@ impl Inner {
     pub(crate) fn next_for_reader(&self, cur: &Segment) -> Result<Option<Arc<Segment>>> {
         let base = cur.next_base();
         if let Some(seg) = self.segment(base)? {
+            if Some(seg.header().index) != cur.header().index.checked_add(1) {
+                return Err(Error::CorruptHeader {
+                    path: seg.path().to_owned(),
+                    reason: "segment index does not follow its predecessor's",
+                });
+            }
             return Ok(Some(seg));
         }
         if list_segments(&self.dir)?.iter().any(|&b| b > base) {
@@ -624,7 +650,7 @@ impl Inner {
         let header = SegmentHeader::new(
             self.opts.segment_capacity,
             base,
-            cur.header().index + 1,
+            successor_index(cur)?,
             now_nanos(),
         );
         let seg = Arc::new(Segment::create(
@@ -648,6 +674,36 @@ impl Inner {
     }
 }
 
+/// The index of the segment after `seg`.
+fn successor_index(seg: &Segment) -> Result<u64> {
+    seg.header()
+        .index
+        .checked_add(1)
+        .ok_or(Error::CorruptHeader {
+            path: seg.path().to_owned(),
+            reason: "segment index out of range",
+        })
+}
+
+impl Inner {
+    /// Advances the `checked` watermark of every segment written since the
+    /// last verified point (a suffix of the log).
+    fn mark_all_checked(&self) {
+        let Ok(bases) = list_segments(&self.dir) else {
+            return;
+        };
+        for &base in bases.iter().rev() {
+            let Ok(Some(seg)) = self.segment(base) else {
+                return;
+            };
+            if !seg.needs_recovery() {
+                return;
+            }
+            seg.mark_checked();
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let Some(liveness) = self.liveness.take() else {
@@ -662,14 +718,18 @@ impl Drop for Inner {
         if open_lock.lock_exclusive().is_err() {
             return;
         }
+        let remaining = registered_writers(&open_lock).saturating_sub(1);
         if liveness.try_lock_exclusive().is_ok() {
-            if let Ok(bases) = list_segments(&self.dir) {
-                if let Some(&last) = bases.last() {
-                    if let Ok(Some(seg)) = self.segment(last) {
-                        seg.mark_clean();
-                    }
-                }
+            // The last writer. If every other writer registered since the
+            // last recovery has unregistered, nobody died mid-append, so
+            // every frame below each tail is complete: record that, so the
+            // next open can skip scanning. Otherwise leave it to recovery.
+            if remaining == 0 {
+                self.mark_all_checked();
             }
+            set_registered_writers(&open_lock, 0);
+        } else {
+            set_registered_writers(&open_lock, remaining);
         }
         drop(liveness);
         drop(open_lock);
@@ -680,5 +740,4 @@ impl Drop for Inner {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Log>();
-    let _ = STATE_CLEAN;
 }

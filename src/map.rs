@@ -56,12 +56,48 @@ pub(crate) struct Mapping {
     writable: bool,
 }
 
-/// Proof that this process owns an in-progress data frame: its header word
-/// holds the in-progress marker this process stored by compare-and-swap.
+/// Proof that this process owns an in-progress data frame of `map`: its
+/// header word holds the in-progress marker this process stored by
+/// compare-and-swap. Not `Clone`: one claim per won compare-and-swap.
 #[derive(Debug)]
-pub(crate) struct Claim {
+pub(crate) struct Claim<'m> {
+    map: &'m Mapping,
     off: usize,
     len: u32,
+}
+
+impl Claim<'_> {
+    /// The payload area of the claimed frame.
+    #[inline]
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
+        // SAFETY: this claim proves that this process won the zero ->
+        // in-progress CAS for the frame at `off` of `map`, which is writable
+        // (`cas_word` refuses read-only mappings). `claim` checked that the
+        // frame lies inside the mapping and past the header page. The tail
+        // fetch-add gave those bytes to one appender, and the CAS from zero
+        // can be won once (no tidelog code ever stores zero into a header
+        // word below a live tail), so no other claim covers them. Readers
+        // only form references to payloads behind published headers, and the
+        // unblocker never reads past an in-progress header, so nothing else
+        // reads or writes these bytes while the `&mut` borrow of `self`
+        // lives. The file covers them: appenders grow the file before they
+        // claim (a violation would be SIGBUS, not memory unsafety).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.raw.as_mut_ptr().add(self.off + 8),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// Publishes the frame by swapping its in-progress header for `word`.
+    /// Fails with the word found if the frame was padded over by another
+    /// process meanwhile; the claim is void either way.
+    #[inline]
+    pub(crate) fn publish(self, word: u64) -> Result<(), u64> {
+        self.map
+            .cas_word(self.off, frame::in_progress_word(self.len), word)
+    }
 }
 
 /// What a reader finds at a frame offset.
@@ -117,6 +153,8 @@ impl Mapping {
 
     /// The 8-byte word at `off`, or `None` if it is misaligned or out of the
     /// mapping. The caller must not pass an offset at or past the file's end.
+    /// Header fields go through `header_u64`; frame words must lie past the
+    /// header page, which `frame_word` checks.
     #[inline]
     fn word(&self, off: usize) -> Option<&AtomicU64> {
         if !off.is_multiple_of(8) || off.checked_add(8)? > self.raw.len() {
@@ -128,6 +166,16 @@ impl Mapping {
         // are only ever accessed atomically (module docs, point 1), so there is
         // no non-atomic access to race with.
         Some(unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u64>()) })
+    }
+
+    /// The header word of a frame at `off`: past the header page, aligned,
+    /// inside the mapping.
+    #[inline]
+    fn frame_word(&self, off: usize) -> Option<&AtomicU64> {
+        if off < HEADER_LEN as usize {
+            return None;
+        }
+        self.word(off)
     }
 
     /// A 64-bit header field. `off` is one of the `OFF_*` constants.
@@ -154,7 +202,14 @@ impl Mapping {
     /// Acquire-loads the frame header word at `off`.
     #[inline]
     pub(crate) fn load_word(&self, off: usize) -> Option<u64> {
-        self.word(off).map(|w| w.load(Ordering::Acquire))
+        self.frame_word(off).map(|w| w.load(Ordering::Acquire))
+    }
+
+    /// Loads the frame header word at `off` in the single total order of
+    /// sequentially consistent operations (the parking protocol needs it).
+    #[inline]
+    pub(crate) fn load_word_seqcst(&self, off: usize) -> Option<u64> {
+        self.frame_word(off).map(|w| w.load(Ordering::SeqCst))
     }
 
     /// Compare-and-swap of the frame header word at `off` (sequentially
@@ -166,7 +221,7 @@ impl Mapping {
         if !self.writable {
             return Err(NOT_SWAPPABLE);
         }
-        let Some(w) = self.word(off) else {
+        let Some(w) = self.frame_word(off) else {
             return Err(NOT_SWAPPABLE);
         };
         w.compare_exchange(current, new, Ordering::SeqCst, Ordering::Acquire)
@@ -176,42 +231,17 @@ impl Mapping {
     /// Claims the zero header word at `off` for a data frame of `len` payload
     /// bytes. `Err` carries the word found there instead of zero.
     #[inline]
-    pub(crate) fn claim(&self, off: usize, len: u32) -> Result<Claim, u64> {
+    pub(crate) fn claim(&self, off: usize, len: u32) -> Result<Claim<'_>, u64> {
         let end = frame::frame_len(len) as usize;
         if off.checked_add(end).is_none_or(|e| e > self.raw.len()) {
             return Err(NOT_SWAPPABLE);
         }
         self.cas_word(off, 0, frame::in_progress_word(len))?;
-        Ok(Claim { off, len })
-    }
-
-    /// The payload area of a claimed frame.
-    #[inline]
-    pub(crate) fn payload_mut<'a>(&'a self, claim: &'a mut Claim) -> &'a mut [u8] {
-        debug_assert!(self.writable);
-        // SAFETY: `claim` proves this process won the zero -> in-progress CAS
-        // for the frame at `claim.off`, whose bytes `claim.off + 8 ..
-        // claim.off + frame_len(len)` lie inside the mapping (checked in
-        // `claim`) and inside the file (the appender grows the file before it
-        // claims). The tail fetch-add gave those bytes to this appender alone,
-        // no reader reads a payload before its header is published, and the
-        // unblocker never reads past an in-progress header, so nothing else
-        // accesses them while the `&mut` borrow of the claim lives. The mapping
-        // is writable, so writes through the pointer are allowed.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.raw.as_mut_ptr().add(claim.off + 8),
-                claim.len as usize,
-            )
-        }
-    }
-
-    /// Publishes a claimed frame by swapping its in-progress header for
-    /// `word`. Fails with the word found if the frame was unblocked (padded)
-    /// by another process meanwhile; the claim is then void.
-    #[inline]
-    pub(crate) fn publish(&self, claim: Claim, word: u64) -> Result<(), u64> {
-        self.cas_word(claim.off, frame::in_progress_word(claim.len), word)
+        Ok(Claim {
+            map: self,
+            off,
+            len,
+        })
     }
 
     /// What the frame at `off` (log position `position`) holds. A data frame's
@@ -269,7 +299,7 @@ impl Mapping {
         let mut zeroed = 0;
         let mut off = start;
         while off < end {
-            let w = self.word(off)?;
+            let w = self.frame_word(off)?;
             if w.load(Ordering::Relaxed) != 0 {
                 w.store(0, Ordering::Relaxed);
                 zeroed += 1;
@@ -343,24 +373,30 @@ impl Mapping {
 }
 
 /// Grows `file` to at least `len` bytes with its blocks allocated
-/// (`posix_fallocate`), so that no later store through a mapping can find
-/// the disk full and raise SIGBUS. Never shrinks the file.
+/// (`fallocate(2)`, mode 0), so that no later store through a mapping can
+/// find the disk full and raise SIGBUS. Never shrinks the file.
 ///
-/// `fs2::FileExt::allocate` makes the same call but reports `errno`, which
-/// `posix_fallocate` does not set: a full disk came back as whatever error
-/// happened last (seen: `ENOENT`). The returned code is the error.
+/// Not `fs2::FileExt::allocate`: it calls `posix_fallocate` and reports
+/// `errno`, which `posix_fallocate` does not set, so a full disk came back
+/// as whatever error happened last (seen: `ENOENT`). And not
+/// `posix_fallocate` itself: where the file system lacks `fallocate`, glibc
+/// emulates it by writing a zero into every block that reads as zero,
+/// which races with other processes writing through their mappings and can
+/// wipe a record. Such file systems get `EOPNOTSUPP` instead.
 pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd as _;
     let len = libc::off_t::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length out of range"))?;
     loop {
         // SAFETY: the descriptor is valid for as long as `file` is borrowed;
-        // posix_fallocate touches no memory of ours.
-        let ret = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
-        match ret {
-            0 => return Ok(()),
-            libc::EINTR => continue,
-            code => return Err(io::Error::from_raw_os_error(code)),
+        // fallocate touches no memory of ours.
+        let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::format::frame::MAX_PAYLOAD;
+use crate::format::frame::MAX_RECORD;
 use crate::format::header::{check_capacity, MAX_CAPACITY};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, PAGE};
 use crate::{Error, Log, Result};
@@ -158,7 +158,7 @@ impl Options {
         // The largest payload that fits an empty segment with room left for
         // the end-of-segment frame.
         let fits = self.segment_capacity - HEADER_LEN - 2 * FRAME_HEADER_LEN;
-        let fits = fits.min(u64::from(MAX_PAYLOAD)) as usize;
+        let fits = fits.min(u64::from(MAX_RECORD)) as usize;
         let max_record_size = match self.max_record_size {
             Some(m) if m > fits => {
                 return Err(Error::InvalidOptions {
@@ -187,7 +187,6 @@ pub(crate) struct Resolved {
     pub max_record_size: usize,
     pub file_mode: u32,
     pub writer_mode: WriterMode,
-    #[allow(dead_code)]
     pub unblock_timeout: Duration,
 }
 

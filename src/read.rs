@@ -56,6 +56,9 @@ pub struct Reader {
     /// File length known to exist (a private copy of the segment's).
     readable: u64,
     wait: WaitStrategy,
+    /// Where the reader has been waiting behind an unpublished frame, the
+    /// header word it saw there and since when: the unblocker's clock.
+    blocked: Option<(u64, u64, Instant)>,
 }
 
 /// A record borrowed from the log's mapping: no copy is made.
@@ -117,6 +120,7 @@ impl Reader {
             off,
             readable: 0,
             wait: WaitStrategy::default(),
+            blocked: None,
         }
     }
 
@@ -179,27 +183,26 @@ impl Reader {
 
     /// Moves past a damaged frame at the reader's position to the next frame
     /// that is valid on its own, and returns the position skipped to.
-    /// Records inside the skipped range are lost to this reader.
+    /// Records inside the skipped range are lost to this reader. If no valid
+    /// frame has been published after the damage yet, the reader stays where
+    /// it is (call again later).
+    ///
+    /// The search reads copies of the file (`pread`), never the mapping, and
+    /// stops at the tail, so it never touches frames being written.
     ///
     /// # Errors
     /// I/O errors.
     pub fn skip_damaged(&mut self) -> Result<Position> {
-        let end = self.seg.file_len()?;
-        let mut off = self.off + FRAME_HEADER_LEN;
-        while off + FRAME_HEADER_LEN <= end {
-            let pos = self.seg.base() + off;
-            match self.seg.map().slot(off as usize, pos, end as usize) {
-                Ok(Slot::Data { crc, payload })
-                    if frame::check_data(pos, payload.len() as u32, crc, payload).is_ok() =>
-                {
-                    break
-                }
-                Ok(Slot::Control(Header::Padding { .. } | Header::End)) => break,
-                _ => {}
+        let to = self.seg.reserved_end().min(self.seg.file_len()?);
+        let mut budget = u64::MAX;
+        if let Some(q) = self
+            .seg
+            .find_valid(self.off + FRAME_HEADER_LEN, to, &mut budget)?
+        {
+            if q < to || to == self.seg.capacity() {
+                self.off = q;
             }
-            off += FRAME_HEADER_LEN;
         }
-        self.off = off.min(self.seg.capacity());
         Ok(self.position())
     }
 
@@ -273,7 +276,10 @@ impl Reader {
                         return Ok(Step::Pending);
                     }
                 }
-                Ok(Slot::Control(Header::Empty | Header::InProgress { .. })) => {
+                Ok(Slot::Control(h @ (Header::Empty | Header::InProgress { .. }))) => {
+                    if self.unblock(off, h)? {
+                        continue;
+                    }
                     return Ok(Step::Pending);
                 }
                 Ok(Slot::Control(Header::Data { .. })) => {
@@ -305,6 +311,85 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// The unblocker. Called when the frame at `off` is empty or in
+    /// progress. If the reader has seen exactly this for longer than the
+    /// unblock timeout, and the log is open for writing, the writer that
+    /// reserved the frame is presumed dead and the frame is padded over by
+    /// compare-and-swap, so that readers move on:
+    ///
+    /// - an in-progress frame (its writer claimed it): its header is swapped
+    ///   for a padding header of the same length;
+    /// - an empty frame (its writer reserved and never claimed): every zero
+    ///   word from here up to the first non-zero word, or the tail, becomes an
+    ///   8-byte padding frame, one compare-and-swap each, in order. A word a
+    ///   writer claims first stops the run.
+    ///
+    /// A writer that was only slow loses its compare-and-swap (its claim or
+    /// its publish) and appends its record again at a new position, so a
+    /// record is never lost and never published into padding. Returns
+    /// whether anything was padded.
+    fn unblock(&mut self, off: u64, header: Header) -> Result<bool> {
+        let timeout = self.log.opts.unblock_timeout;
+        if !self.seg.map().is_writable() {
+            return Ok(false);
+        }
+        let word = match header {
+            Header::InProgress { len } => frame::in_progress_word(len),
+            _ => 0,
+        };
+        let now = Instant::now();
+        let key = self.seg.base() + off;
+        match self.blocked {
+            Some((at, w, since)) if at == key && w == word => {
+                if now.duration_since(since) < timeout {
+                    return Ok(false);
+                }
+            }
+            _ => {
+                self.blocked = Some((key, word, now));
+                if !timeout.is_zero() {
+                    return Ok(false);
+                }
+            }
+        }
+        self.blocked = None;
+        let seg = Arc::clone(&self.seg);
+        let padded = match header {
+            Header::InProgress { len } => {
+                let pad = frame::frame_len(len) - FRAME_HEADER_LEN;
+                if pad > u64::from(frame::MAX_PADDING) {
+                    return Err(Error::CorruptFrame {
+                        position: Position::from(key),
+                        reason: "in-progress frame too long to pad over",
+                    });
+                }
+                let pad = frame::padding_word(key, pad as u32);
+                seg.map().cas_word(off as usize, word, pad).is_ok()
+            }
+            _ => {
+                // Reservations all lie below the tail; the file must cover
+                // what we pad (its writer may have died before growing it).
+                let limit = seg.reserved_end();
+                if limit <= off || seg.ensure_len(limit, self.log.opts.grow_step).is_err() {
+                    return Ok(false);
+                }
+                let mut q = off;
+                while q + FRAME_HEADER_LEN <= limit {
+                    let pad = frame::padding_word(seg.base() + q, 0);
+                    if seg.map().cas_word(q as usize, 0, pad).is_err() {
+                        break;
+                    }
+                    q += FRAME_HEADER_LEN;
+                }
+                q > off
+            }
+        };
+        if padded {
+            seg.wake_readers();
+        }
+        Ok(padded)
     }
 
     /// Moves to the next segment if it exists.
@@ -356,7 +441,10 @@ impl Reader {
         let seq = map.header_u32(OFF_NOTIFY_SEQ).load(Ordering::SeqCst);
         let registered = map.is_writable();
         let timeout = if registered {
-            timeout
+            // Wake up in time to unblock a frame whose writer died: no
+            // appender will wake us for it.
+            let unblock = self.log.opts.unblock_timeout.max(Duration::from_millis(1));
+            Some(timeout.map_or(unblock, |t| t.min(unblock)))
         } else {
             Some(timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK)))
         };
@@ -391,12 +479,8 @@ impl Reader {
                 Ok(None) => return Readiness::Wait,
             }
         }
-        match self
-            .seg
-            .map()
-            .load_word(off as usize)
-            .map(|w| frame::decode(w, self.seg.base() + off))
-        {
+        let word = self.seg.map().load_word_seqcst(off as usize);
+        match word.map(|w| frame::decode(w, self.seg.base() + off)) {
             Some(Ok(Header::Empty | Header::InProgress { .. })) => Readiness::Wait,
             // An end marker whose successor segment does not exist yet: the
             // creator wakes us, but it may have done so just before we

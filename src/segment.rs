@@ -9,12 +9,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::frame::{self, Header};
 use crate::format::header::{
-    SegmentHeader, OFF_CLEAN_TAIL, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL, OFF_WAITERS,
-    STATE_CLEAN, STATE_SEALED,
+    SegmentHeader, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL, OFF_WAITERS,
+    STATE_DIRTY, STATE_SEALED,
 };
 use crate::format::{align_up, FRAME_HEADER_LEN, HEADER_LEN, PAGE};
 use crate::map::{Mapping, Slot};
 use crate::{Error, Result};
+
+/// Bytes recovery may checksum while searching past one damaged frame for
+/// the next valid one, so that hostile input cannot make it quadratic.
+const SEARCH_BUDGET: u64 = 256 << 20;
 
 /// File name suffix of segment files.
 pub(crate) const SEGMENT_SUFFIX: &str = ".tlog";
@@ -124,9 +128,12 @@ impl Segment {
             // The `grown` hint may run ahead of the file (a crash between the
             // allocation and the hint is not possible, but power loss can
             // persist the header page and not the allocation). Make it true.
+            // Bounded by what has been reserved, so that a garbage hint
+            // cannot make every open allocate up to the capacity.
             let grown = seg.map.header_u64(OFF_GROWN).load(Ordering::Acquire);
-            if grown > len {
-                let target = grown.min(header.capacity);
+            let reserved = align_up(seg.reserved_end(), PAGE).unwrap_or(header.capacity);
+            if grown > len && len < reserved {
+                let target = grown.min(reserved).min(header.capacity);
                 allocate(&seg.file, &seg.path, target)?;
                 seg.known_len.fetch_max(target, Ordering::AcqRel);
             }
@@ -256,22 +263,44 @@ impl Segment {
         }
     }
 
-    /// Records a clean close: the tail is final until the next writer opens.
-    pub(crate) fn mark_clean(&self) {
-        if self.map.is_writable() {
-            let tail = self.tail().load(Ordering::Acquire);
-            self.map
-                .header_u64(OFF_CLEAN_TAIL)
-                .store(tail, Ordering::Release);
-            self.set_state(STATE_CLEAN);
-        }
+    /// The reserved part of the segment: `tail` clamped to the capacity.
+    pub(crate) fn reserved_end(&self) -> u64 {
+        self.tail()
+            .load(Ordering::Acquire)
+            .clamp(HEADER_LEN, self.header.capacity)
     }
 
-    /// Whether the last writer closed cleanly and nobody reserved since.
-    pub(crate) fn is_clean(&self) -> bool {
-        self.state() & STATE_CLEAN != 0
-            && self.map.header_u64(OFF_CLEAN_TAIL).load(Ordering::Acquire)
-                == self.tail().load(Ordering::Acquire)
+    /// Whether recovery must scan this segment: frames past the `checked`
+    /// watermark have not been verified since they were written, a writer
+    /// left a hole it could not pad, or the tail word is implausible.
+    pub(crate) fn needs_recovery(&self) -> bool {
+        let tail = self.tail().load(Ordering::Acquire);
+        if tail < HEADER_LEN || !tail.is_multiple_of(FRAME_HEADER_LEN) {
+            return true;
+        }
+        if self.state() & STATE_DIRTY != 0 {
+            return true;
+        }
+        let checked = self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire);
+        if checked != self.reserved_end() {
+            return true;
+        }
+        // Appends go at `tail`: the word there must be unwritten.
+        let end = tail + FRAME_HEADER_LEN;
+        end <= self.header.capacity
+            && end <= self.known_len()
+            && self.map.load_word(tail as usize) != Some(0)
+    }
+
+    /// Records that every frame below the tail has been verified: called
+    /// by the last writer to close when no writer died since the last
+    /// recovery, and by recovery itself.
+    pub(crate) fn mark_checked(&self) {
+        if self.map.is_writable() && self.state() & STATE_DIRTY == 0 {
+            self.map
+                .header_u64(OFF_CHECKED)
+                .store(self.reserved_end(), Ordering::Release);
+        }
     }
 
     /// Makes sure the file covers offsets below `end`, growing it by the
@@ -370,106 +399,109 @@ impl Segment {
     /// Scans the segment and repairs what dead writers left behind. Only
     /// called while no other writer of the log is alive.
     ///
-    /// Walks the frames from the start. Valid frames (data with a matching
-    /// CRC, padding, end) are kept. Where a writer died, there is either a
-    /// zero header (reserved, nothing written) or an in-progress header: if
-    /// valid frames follow, the hole becomes padding; if not, it is part of
-    /// the torn tail. A data frame that fails its CRC or a malformed header
-    /// followed by valid frames is damage in the middle of the log: it is
-    /// left in place so that readers report it at its position. Everything
-    /// after the last valid frame is zeroed, so that no stale byte can later
-    /// pass for a frame, and the tail word is set to the end of valid data.
+    /// Walks the frames from the `checked` watermark (frames below it were
+    /// verified before) up to the tail word: writers only write inside
+    /// reservations, all below the tail, so anything past it is stale and
+    /// is zeroed, never parsed. Valid frames (data with a matching CRC,
+    /// padding, end) are kept. Where a writer died there is either a zero
+    /// header (reserved, nothing written: its whole range is still zero) or
+    /// an in-progress header (its extent is in the header). Such holes become
+    /// padding if a valid frame follows them, and are cut as the torn tail
+    /// otherwise. A data frame that fails its CRC, or a malformed header, is
+    /// damage: if a valid frame follows, it is left in place so that readers
+    /// report it at its position; if the search for one runs out of budget,
+    /// nothing past it is cut either.
     pub(crate) fn recover(&self, seal: bool, step: u64) -> Result<Recovery> {
         let file_len = self.file_len()?;
         let cap = self.header.capacity;
         let base = self.base();
+        let scan_end = file_len.min(self.reserved_end());
+        let checked = self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire);
+        let start = if checked >= HEADER_LEN
+            && checked <= scan_end
+            && checked.is_multiple_of(FRAME_HEADER_LEN)
+        {
+            checked
+        } else {
+            HEADER_LEN
+        };
         let mut rec = Recovery {
-            end: HEADER_LEN,
+            end: start,
             ..Recovery::default()
         };
-        // Writers only ever write inside reservations, which all lie below the
-        // tail word; anything past it is stale and is zeroed, never parsed.
-        let reserved = self.tail().load(Ordering::Acquire).clamp(HEADER_LEN, cap);
-        let scan_end = file_len.min(reserved) as usize;
-        // Holes and damage seen since the last valid frame.
-        let mut pending_holes: Vec<(u64, u64)> = Vec::new();
-        let mut pending_damage = 0u64;
-        let mut off = HEADER_LEN;
-        let mut crc_budget = 4 * cap;
-        while off + FRAME_HEADER_LEN <= scan_end as u64 {
+        let mut holes: Vec<(u64, u64)> = Vec::new();
+        let mut damage = 0u64;
+        let mut off = start;
+        let mut give_up = false;
+        while off + FRAME_HEADER_LEN <= scan_end {
             let pos = base + off;
-            match self.map.slot(off as usize, pos, scan_end) {
-                Ok(Slot::Data { crc, payload }) => {
-                    let len = payload.len() as u32;
-                    let next = off + frame::frame_len(len);
-                    if next > self.data_limit() {
-                        pending_damage += 1;
-                        off = self.find_valid(off + 8, scan_end, &mut crc_budget);
-                        continue;
-                    }
-                    if frame::check_data(pos, len, crc, payload).is_ok() {
-                        self.commit_pending(&mut pending_holes, &mut pending_damage, &mut rec);
-                        rec.end = next;
-                        off = next;
-                    } else {
-                        pending_damage += 1;
-                        off = self.find_valid(off + 8, scan_end, &mut crc_budget);
-                    }
+            let slot = self.map.slot(off as usize, pos, scan_end as usize);
+            let frame_end = match &slot {
+                Ok(Slot::Data { payload, .. }) => off + frame::frame_len(payload.len() as u32),
+                Ok(Slot::Control(h)) => off + h.frame_len(),
+                Err(_) => 0,
+            };
+            match slot {
+                Ok(Slot::Data { crc, payload })
+                    if frame_end <= self.data_limit()
+                        && frame::check_data(pos, payload.len() as u32, crc, payload).is_ok() =>
+                {
+                    self.commit_pending(&mut holes, &mut damage, &mut rec);
+                    rec.end = frame_end;
+                    off = frame_end;
                 }
-                Ok(Slot::Control(Header::Padding { len })) => {
-                    let next = off + frame::frame_len(len);
-                    if next > cap {
-                        pending_damage += 1;
-                        off = self.find_valid(off + 8, scan_end, &mut crc_budget);
-                        continue;
-                    }
-                    self.commit_pending(&mut pending_holes, &mut pending_damage, &mut rec);
-                    rec.end = next;
-                    off = next;
+                Ok(Slot::Control(Header::Padding { .. })) if frame_end <= cap => {
+                    self.commit_pending(&mut holes, &mut damage, &mut rec);
+                    rec.end = frame_end;
+                    off = frame_end;
                 }
                 Ok(Slot::Control(Header::End)) => {
-                    self.commit_pending(&mut pending_holes, &mut pending_damage, &mut rec);
-                    rec.end = off + FRAME_HEADER_LEN;
+                    self.commit_pending(&mut holes, &mut damage, &mut rec);
+                    rec.end = frame_end;
                     rec.sealed = true;
                     break;
                 }
-                Ok(Slot::Control(Header::InProgress { len })) => {
-                    let next = off + frame::frame_len(len);
-                    if next > self.data_limit() {
-                        pending_damage += 1;
-                        off = self.find_valid(off + 8, scan_end, &mut crc_budget);
-                    } else {
-                        pending_holes.push((off, next));
-                        off = next;
-                    }
+                Ok(Slot::Control(Header::InProgress { .. })) if frame_end <= scan_end => {
+                    holes.push((off, frame_end));
+                    off = frame_end;
                 }
                 Ok(Slot::Control(Header::Empty)) => {
-                    // A writer reserved this space and died before writing its
-                    // header; its whole reservation is still zero. Skip zeros.
                     let mut q = off + FRAME_HEADER_LEN;
-                    while q + FRAME_HEADER_LEN <= scan_end as u64
+                    while q + FRAME_HEADER_LEN <= scan_end
                         && self.map.load_word(q as usize) == Some(0)
                     {
                         q += FRAME_HEADER_LEN;
                     }
-                    if q + FRAME_HEADER_LEN > scan_end as u64 {
+                    if q + FRAME_HEADER_LEN > scan_end {
                         break;
                     }
-                    pending_holes.push((off, q));
+                    holes.push((off, q));
                     off = q;
                 }
-                Ok(Slot::Control(Header::Data { .. })) | Err(_) => {
-                    pending_damage += 1;
-                    off = self.find_valid(off + 8, scan_end, &mut crc_budget);
+                _ => {
+                    damage += 1;
+                    let mut budget = SEARCH_BUDGET;
+                    match self.find_valid(off + FRAME_HEADER_LEN, scan_end, &mut budget)? {
+                        Some(q) => off = q,
+                        None => {
+                            give_up = true;
+                            break;
+                        }
+                    }
                 }
             }
         }
-        // Whatever is pending now lies past the last valid frame: torn tail.
+        if give_up {
+            // Damage we could not see past: keep everything up to the tail
+            // for readers to report, rather than cut records we cannot see.
+            rec.damaged += damage;
+            rec.end = scan_end;
+        }
+        // Anything still pending lies past the last valid frame: torn tail.
         let end = rec.end;
         if seal && !rec.sealed {
             if end + FRAME_HEADER_LEN <= cap {
                 self.ensure_len(end + FRAME_HEADER_LEN, step)?;
-                // Zero the word first: it may hold a torn frame's header.
                 self.map.zero_words(end as usize, (end + 8) as usize);
                 let _ = self
                     .map
@@ -484,11 +516,19 @@ impl Segment {
             let zeroed = self.map.zero_words(rec.end as usize, zero_to as usize);
             rec.bytes_cut = zeroed.unwrap_or(0) * FRAME_HEADER_LEN;
         }
-        let tail = if rec.sealed { cap } else { rec.end };
+        let tail = if rec.sealed {
+            cap.max(self.tail().load(Ordering::Acquire))
+        } else {
+            rec.end
+        };
         self.tail().store(tail, Ordering::Release);
         if rec.sealed {
             self.set_state(STATE_SEALED);
         }
+        self.clear_state(STATE_DIRTY);
+        self.map
+            .header_u64(OFF_CHECKED)
+            .store(if rec.sealed { cap } else { rec.end }, Ordering::Release);
         Ok(rec)
     }
 
@@ -496,56 +536,143 @@ impl Segment {
     /// and counts the damage seen as mid-log damage.
     fn commit_pending(&self, holes: &mut Vec<(u64, u64)>, damage: &mut u64, rec: &mut Recovery) {
         for (start, end) in holes.drain(..) {
-            let len = (end - start - FRAME_HEADER_LEN) as u32;
-            let word = frame::padding_word(self.base() + start, len);
-            if let Some(current) = self.map.load_word(start as usize) {
-                if self.map.cas_word(start as usize, current, word).is_ok() {
-                    rec.holes_padded += 1;
-                }
-            }
+            self.pad(start, end);
+            rec.holes_padded += 1;
         }
         rec.damaged += *damage;
         *damage = 0;
     }
 
-    /// The offset of the next frame at or after `from` that is valid on its
-    /// own (a data frame with a matching CRC, padding or an end marker), or
-    /// `scan_end` if there is none. `budget` bounds the bytes checksummed, so
-    /// that hostile input cannot make recovery quadratic.
-    fn find_valid(&self, from: u64, scan_end: usize, budget: &mut u64) -> u64 {
+    /// Covers `start..end` with padding frames (as many as the 28-bit length
+    /// field needs). Only for areas no live writer owns.
+    fn pad(&self, start: u64, end: u64) {
+        let mut at = start;
+        while at + FRAME_HEADER_LEN <= end {
+            let len = (end - at - FRAME_HEADER_LEN).min(u64::from(frame::MAX_PADDING)) as u32;
+            let word = frame::padding_word(self.base() + at, len);
+            if let Some(current) = self.map.load_word(at as usize) {
+                let _ = self.map.cas_word(at as usize, current, word);
+            }
+            at += frame::frame_len(len);
+        }
+    }
+
+    /// The offset of the next frame in `from..to` that is valid on its own
+    /// (a data frame with a matching CRC, padding or an end marker), or `to`
+    /// if there is none; `None` if `budget` (bytes checksummed) ran out
+    /// first. Reads through `pread` copies, never through the mapping, so it
+    /// may pass over frames other threads are still writing.
+    pub(crate) fn find_valid(&self, from: u64, to: u64, budget: &mut u64) -> Result<Option<u64>> {
+        const WINDOW: u64 = 1 << 20;
+        let to = to.min(self.header.capacity);
         let base = self.base();
+        let mut window = Vec::new();
+        let mut window_at = from;
+        let mut payload = Vec::new();
         let mut q = from;
-        while q + FRAME_HEADER_LEN <= scan_end as u64 {
+        while q + FRAME_HEADER_LEN <= to {
+            if q + FRAME_HEADER_LEN > window_at + window.len() as u64 {
+                window_at = q;
+                let n = (to - q).min(WINDOW) as usize;
+                window.resize(n, 0);
+                let got = self.read_at(&mut window, q)?;
+                window.truncate(got - got % 8);
+                if window.is_empty() {
+                    break;
+                }
+            }
+            let i = (q - window_at) as usize;
+            let word = u64::from_le_bytes(window[i..i + 8].try_into().unwrap_or_default());
             let pos = base + q;
-            match self.map.slot(q as usize, pos, scan_end) {
-                Ok(Slot::Data { crc, payload }) => {
-                    let cost = payload.len() as u64 + 12;
-                    if *budget < cost {
-                        return scan_end as u64;
-                    }
-                    *budget -= cost;
-                    if q + frame::frame_len(payload.len() as u32) <= self.data_limit()
-                        && frame::check_data(pos, payload.len() as u32, crc, payload).is_ok()
-                    {
-                        return q;
+            match frame::decode(word, pos) {
+                Ok(Header::Data { len, crc }) => {
+                    let end = q + frame::frame_len(len);
+                    // Cheap checks first: in bounds, and followed by a
+                    // plausible header (or the end of the range).
+                    let plausible = end <= to.min(self.data_limit())
+                        && (end + FRAME_HEADER_LEN > to || {
+                            let mut next = [0u8; 8];
+                            self.read_at(&mut next, end)? == 8
+                                && frame::decode(u64::from_le_bytes(next), base + end).is_ok()
+                        });
+                    if plausible {
+                        let cost = u64::from(len) + 12;
+                        if *budget < cost {
+                            return Ok(None);
+                        }
+                        *budget -= cost;
+                        payload.resize(len as usize, 0);
+                        if self.read_at(&mut payload, q + FRAME_HEADER_LEN)? == len as usize
+                            && frame::check_data(pos, len, crc, &payload).is_ok()
+                        {
+                            return Ok(Some(q));
+                        }
                     }
                 }
-                Ok(Slot::Control(Header::Padding { len }))
-                    if q + frame::frame_len(len) <= self.capacity() =>
-                {
-                    return q
+                Ok(Header::Padding { len }) if q + frame::frame_len(len) <= to => {
+                    return Ok(Some(q))
                 }
-                Ok(Slot::Control(Header::End)) => return q,
+                Ok(Header::End) => return Ok(Some(q)),
                 _ => {}
             }
             q += FRAME_HEADER_LEN;
         }
-        scan_end as u64
+        Ok(Some(to))
+    }
+
+    /// `pread` as much of `buf` as the file holds at `off`.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read segment", &self.path, e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Validates a position given by a caller as the start of a frame: a
+    /// frame that is valid on its own (checked on a `pread` copy), or an
+    /// unwritten or in-progress frame below the tail (a record boundary not
+    /// published yet, such as a record's `next_position`).
+    pub(crate) fn is_frame_start(&self, off: u64) -> Result<bool> {
+        let mut word = [0u8; 8];
+        if self.read_at(&mut word, off)? < 8 {
+            return Ok(off == self.reserved_end());
+        }
+        let pos = self.base() + off;
+        Ok(match frame::decode(u64::from_le_bytes(word), pos) {
+            Ok(Header::Empty | Header::InProgress { .. }) => off <= self.reserved_end(),
+            Ok(Header::Data { .. }) => self.check_data_copy(off)?,
+            Ok(Header::Padding { .. } | Header::End) => true,
+            Err(_) => false,
+        })
+    }
+
+    fn check_data_copy(&self, off: u64) -> Result<bool> {
+        let mut word = [0u8; 8];
+        self.read_at(&mut word, off)?;
+        let pos = self.base() + off;
+        let Ok(Header::Data { len, crc }) = frame::decode(u64::from_le_bytes(word), pos) else {
+            return Ok(false);
+        };
+        if off + frame::frame_len(len) > self.data_limit() {
+            return Ok(false);
+        }
+        let mut payload = vec![0u8; len as usize];
+        Ok(
+            self.read_at(&mut payload, off + FRAME_HEADER_LEN)? == payload.len()
+                && frame::check_data(pos, len, crc, &payload).is_ok(),
+        )
     }
 
     /// Flushes the file's dirty pages in `from..to` to stable storage.
     pub(crate) fn flush_range(&self, from: u64, to: u64) -> Result<()> {
-        let to = to.min(self.known_len());
+        // Other processes may have grown the file: ask the kernel.
+        let to = to.min(self.file_len()?);
         if to <= from {
             return Ok(());
         }

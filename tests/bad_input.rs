@@ -162,9 +162,9 @@ fn a_flipped_byte_mid_log_is_reported_at_its_position() {
         assert!(reader.try_next().unwrap().is_none());
     };
     check(&Log::open_read_only(tmp.path()).unwrap());
-    // Pretend the writer crashed (clear the clean-close bit in the header's
-    // state word), so that opening for writing runs recovery.
-    patch(&seg, 512, &0u64.to_le_bytes());
+    // Pretend the writer crashed: reset the header's `checked` watermark
+    // (nothing verified), so that opening for writing runs recovery.
+    patch(&seg, 520, &0u64.to_le_bytes());
     // Recovery keeps the damage in place (it is not a torn tail) and keeps
     // every record after it.
     let log = Log::open(tmp.path()).unwrap();

@@ -10,6 +10,7 @@ use tidelog::{Log, Options, Position};
 
 const TAIL: u64 = 128;
 const STATE: u64 = 512;
+const CHECKED: u64 = 520;
 
 fn options() -> Options {
     Options::new().segment_capacity(64 << 10).grow_step(4096)
@@ -53,10 +54,10 @@ fn base_log(dir: &Path, n: u32) -> u64 {
     u64_at(&seg(dir, 0), TAIL)
 }
 
-/// Makes the image look like its writer crashed: no clean-close bit, and the
-/// tail word as the dead writer left it.
+/// Makes the image look like its writer crashed: nothing verified since
+/// the segment's start, and the tail word as the dead writer left it.
 fn crash(dir: &Path, tail: u64) {
-    write_at(&seg(dir, 0), STATE, &0u64.to_le_bytes());
+    write_at(&seg(dir, 0), CHECKED, &0u64.to_le_bytes());
     write_at(&seg(dir, 0), TAIL, &tail.to_le_bytes());
 }
 
@@ -231,7 +232,8 @@ fn unsealed_earlier_segment_is_sealed_and_a_missing_successor_created() {
     }
     write_at(&p1, off, &0u64.to_le_bytes());
     write_at(&p1, STATE, &0u64.to_le_bytes());
-    write_at(&seg(dir, segs[2]), STATE, &0u64.to_le_bytes());
+    write_at(&p1, CHECKED, &0u64.to_le_bytes());
+    write_at(&seg(dir, segs[2]), CHECKED, &0u64.to_le_bytes());
 
     let log = options().open(dir).unwrap();
     assert!(log.recovery().segments_scanned >= 2, "{:?}", log.recovery());

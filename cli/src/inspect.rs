@@ -108,7 +108,12 @@ pub fn verify(dir: &Path) -> Result<ExitCode> {
             Ok(None) => break,
             Err(e) if e.is_corruption() && e.position().is_some() => {
                 damaged += 1;
+                let from = reader.position();
                 let to = reader.skip_damaged()?;
+                if to == from {
+                    println!("damaged: {e}; nothing valid after it");
+                    break;
+                }
                 println!("damaged: {e}; skipped to {to}");
             }
             Err(e @ Error::MissingSegment { .. }) => {

@@ -23,6 +23,13 @@ use super::{FRAME_ALIGN, FRAME_HEADER_LEN};
 /// The largest payload a frame can describe (28 bits of length).
 pub const MAX_PAYLOAD: u32 = (1 << 28) - 1;
 
+/// The largest record: the largest payload whose whole frame can still be
+/// turned into one padding frame (whose length must be a multiple of 8).
+pub const MAX_RECORD: u32 = MAX_PAYLOAD & !7;
+
+/// The largest area one padding frame can cover after its header.
+pub const MAX_PADDING: u32 = MAX_PAYLOAD & !7;
+
 const IN_PROGRESS: u32 = 1 << 31;
 const KIND_SHIFT: u32 = 28;
 const KIND_MASK: u32 = 0b111;

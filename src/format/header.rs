@@ -23,8 +23,8 @@
 //! |    256 |    8 | `grown`            | atomic: bytes writers have allocated (a hint, never trusted by readers) |
 //! |    384 |    4 | `notify_seq`       | atomic: futex word, bumped when parked readers are woken    |
 //! |    388 |    4 | `waiters`          | atomic: number of readers parked on `notify_seq`            |
-//! |    512 |    8 | `state`            | atomic: bit 0 sealed, bit 1 closed cleanly                  |
-//! |    520 |    8 | `clean_tail`       | atomic: `tail` at the last clean close                      |
+//! |    512 |    8 | `state`            | atomic: bit 0 sealed, bit 1 dirty (a hole may be left)      |
+//! |    520 |    8 | `checked`          | atomic: frames below this offset are known hole-free        |
 //! |    640 |    8 | `flushed`          | atomic: file offset up to which frames are known durable    |
 //!
 //! Everything else up to `header_len` is reserved and zero.
@@ -56,15 +56,16 @@ pub const OFF_NOTIFY_SEQ: usize = 384;
 pub const OFF_WAITERS: usize = 388;
 /// File offset of the `state` word.
 pub const OFF_STATE: usize = 512;
-/// File offset of the `clean_tail` word.
-pub const OFF_CLEAN_TAIL: usize = 520;
+/// File offset of the `checked` word.
+pub const OFF_CHECKED: usize = 520;
 /// File offset of the `flushed` word.
 pub const OFF_FLUSHED: usize = 640;
 
 /// `state` bit: an end-of-segment frame has been published.
 pub const STATE_SEALED: u64 = 1;
-/// `state` bit: the last writer closed the log cleanly; `clean_tail` is valid.
-pub const STATE_CLEAN: u64 = 2;
+/// `state` bit: a writer gave up a reservation it could not pad (the disk
+/// was full); recovery must look at this segment even below `checked`.
+pub const STATE_DIRTY: u64 = 2;
 
 const OFF_CRC: usize = 56;
 

@@ -1,0 +1,580 @@
+//! The fuzz targets' bodies, shared by the cargo-fuzz binaries in
+//! `fuzz_targets/` and by the stable `cargo test` that replays the seed
+//! corpus and the regressions (`tests/fuzz_corpus.rs` includes this file).
+//!
+//! Every property is an `assert!`: a panic anywhere is a finding.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use arbitrary::{Arbitrary, Unstructured};
+use tidelog::format::frame::{self, Header, ParseError};
+use tidelog::format::header::{SegmentHeader, MAX_POSITION};
+use tidelog::format::HEADER_LEN;
+use tidelog::{Error, Log, Options, Position, Reader};
+
+/// Arbitrary bytes parsed as a run of frames at an arbitrary position.
+///
+/// Properties: no panic; a data frame that parses re-encodes to exactly the
+/// bytes it was parsed from; control frames re-encode to the same header
+/// word; a checksum failure reports the checksum of the bytes.
+pub fn frame(data: &[u8]) {
+    let Some((pos, mut buf)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let mut pos = (u64::from_le_bytes(*pos) & !7) % MAX_POSITION;
+    for w in buf.chunks_exact(8) {
+        let _ = frame::decode(u64::from_le_bytes(w.try_into().unwrap()), pos);
+    }
+    while !buf.is_empty() {
+        match frame::parse(buf, pos) {
+            Ok(p) => {
+                assert!(p.len >= 8 && p.len % 8 == 0 && p.len as usize <= buf.len());
+                let mut again = Vec::new();
+                frame::encode(pos, &p, &mut again);
+                assert_eq!(again.len() as u64, p.len);
+                match p.header {
+                    Header::Data { len, .. } => {
+                        assert_eq!(p.payload.len(), len as usize);
+                        assert_eq!(
+                            &again[..],
+                            &buf[..p.len as usize],
+                            "data frame re-encodes differently"
+                        );
+                    }
+                    _ => assert_eq!(
+                        &again[..8],
+                        &buf[..8],
+                        "control header re-encodes differently"
+                    ),
+                }
+                pos += p.len;
+                buf = &buf[p.len as usize..];
+            }
+            Err(ParseError::Checksum { stored, computed }) => {
+                assert_ne!(stored, computed);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Arbitrary bytes validated as a segment header.
+///
+/// Properties: no panic; a header that validates has a sane geometry and
+/// re-encodes to the same bytes (the reserved bytes 60..64 aside).
+pub fn header(data: &[u8]) {
+    if let Ok(h) = SegmentHeader::decode(data) {
+        assert!(h.capacity % 4096 == 0 && h.capacity >= 64 << 10 && h.capacity <= 1 << 40);
+        assert!(h.base % 4096 == 0 && h.base + h.capacity <= MAX_POSITION);
+        assert_eq!(&h.encode()[..60], &data[..60]);
+    }
+}
+
+const CAPACITY: u64 = 64 << 10;
+
+fn options() -> Options {
+    Options::new()
+        .segment_capacity(CAPACITY)
+        .grow_step(4096)
+        .max_record_size(8 << 10)
+        .unblock_timeout(std::time::Duration::ZERO)
+}
+
+/// Builds a frame region from a script: structure-aware input for the
+/// recover target, so that the fuzzer starts from valid frames, holes and
+/// torn tails instead of having to guess CRCs.
+fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
+    let mut body = Vec::new();
+    let mut u = Unstructured::new(script);
+    while body.len() < (CAPACITY - HEADER_LEN - 64) as usize {
+        let Ok(op) = u.int_in_range(0u8..=7) else {
+            break;
+        };
+        let len = u.int_in_range(0u32..=600).unwrap_or(0);
+        let pos = HEADER_LEN + body.len() as u64;
+        let flen = frame::frame_len(len) as usize;
+        let start = body.len();
+        match op {
+            // Published records, most of the time.
+            0..=2 => {
+                let fill = u.arbitrary::<u8>().unwrap_or(0);
+                frame::encode_data(pos, &vec![fill; len as usize], &mut body)
+            }
+            // A writer that died after claiming, with part of its payload.
+            3 => {
+                body.extend_from_slice(&frame::in_progress_word(len).to_le_bytes());
+                body.resize(start + flen, 0xCD);
+            }
+            // A writer that died right after reserving.
+            4 => body.resize(start + flen, 0),
+            5 => {
+                let pad = (flen - 8) as u32;
+                body.extend_from_slice(&frame::padding_word(pos, pad).to_le_bytes());
+                body.resize(start + flen, 0);
+            }
+            // A published record damaged afterwards.
+            6 => {
+                frame::encode_data(pos, &vec![0x42; len as usize], &mut body);
+                let at = start + u.int_in_range(0..=flen - 1).unwrap_or(0);
+                body[at] ^= 1 << u.int_in_range(0..=7).unwrap_or(0);
+            }
+            _ => {
+                body.extend_from_slice(&frame::end_word(pos).to_le_bytes());
+                break;
+            }
+        }
+    }
+    let tail = HEADER_LEN + body.len() as u64;
+    (body, tail)
+}
+
+/// Writes a one-segment log whose segment has `body` after its header.
+fn write_image(dir: &Path, body: &[u8], tail: u64, file_len: u64, claims_checked: bool) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{:016x}.tlog", 0));
+    let mut page = vec![0u8; HEADER_LEN as usize];
+    page[..64].copy_from_slice(&SegmentHeader::new(CAPACITY, 0, 0, 1).encode());
+    page[128..136].copy_from_slice(&tail.to_le_bytes());
+    page[256..264].copy_from_slice(&file_len.to_le_bytes());
+    // `checked`: the image may claim that every frame below the tail was
+    // verified (a lie when it holds holes or damage; recovery and the
+    // unblocker must cope either way).
+    if claims_checked {
+        page[520..528].copy_from_slice(&tail.to_le_bytes());
+    }
+    let f = fs::File::create(&path).unwrap();
+    f.write_all_at(&page, 0).unwrap();
+    f.write_all_at(body, HEADER_LEN).unwrap();
+    f.set_len(file_len).unwrap();
+    path
+}
+
+/// Reads a log to its end; on damage, skips it (at most `limit` steps, so a
+/// reader that cannot make progress is a finding, not a hang).
+fn drain(
+    reader: &mut Reader,
+    file: Option<&Path>,
+    limit: usize,
+) -> (Vec<(Position, Vec<u8>)>, usize) {
+    let mut out = Vec::new();
+    let mut damaged = 0;
+    for _ in 0..limit {
+        match reader.try_next() {
+            Ok(Some(r)) => {
+                if let Some(path) = file {
+                    // Independent check: the bytes handed out are the bytes
+                    // in the file, and they match the CRC in their header.
+                    let pos = u64::from(r.position());
+                    let mut head = [0u8; 8];
+                    fs::File::open(path)
+                        .unwrap()
+                        .read_exact_at(&mut head, pos)
+                        .unwrap();
+                    let word = u64::from_le_bytes(head);
+                    match frame::decode(word, pos) {
+                        Ok(Header::Data { len, crc }) => {
+                            assert_eq!(len as usize, r.len());
+                            assert!(
+                                frame::check_data(pos, len, crc, &r).is_ok(),
+                                "delivered a record failing its CRC"
+                            );
+                        }
+                        other => panic!("delivered a record whose header is {other:?}"),
+                    }
+                }
+                out.push((r.position(), r.to_vec()));
+            }
+            Ok(None) => return (out, damaged),
+            Err(e) => {
+                assert!(e.is_corruption(), "unexpected error {e}");
+                damaged += 1;
+                let before = reader.position();
+                let after = reader.skip_damaged().unwrap();
+                if after == before {
+                    // Nothing valid has been published after the damage.
+                    return (out, damaged);
+                }
+                assert!(after > before, "skip_damaged moved backwards");
+            }
+        }
+    }
+    panic!("reader did not reach the end in {limit} steps");
+}
+
+/// An arbitrary segment image, opened read-only, then recovered and read.
+///
+/// Properties: no panic, no signal, no hang; every delivered record passes
+/// its CRC and matches the file; what a read-only reader delivers before
+/// any damage survives recovery unchanged; recovery is idempotent; the log
+/// accepts appends afterwards.
+pub fn recover(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let (body, natural_tail) = if mode & 0x80 != 0 {
+        scripted_body(rest)
+    } else {
+        let body = &rest[..rest.len().min((CAPACITY - HEADER_LEN) as usize)];
+        (body.to_vec(), HEADER_LEN + body.len() as u64)
+    };
+    // The tail word, as a dead writer may have left it (past the body if it
+    // reserved and never wrote), or garbage.
+    let tail = match mode & 0x03 {
+        0 => natural_tail,
+        1 => natural_tail + 8 * u64::from(mode >> 2 & 0x1f),
+        2 => CAPACITY + 100,
+        _ => u64::from(mode).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    };
+    // The file may end anywhere after the header, even inside a frame.
+    let file_len = if mode & 0x40 != 0 {
+        HEADER_LEN + body.len() as u64
+    } else {
+        (HEADER_LEN + body.len() as u64)
+            .next_multiple_of(4096)
+            .max(HEADER_LEN + 4096)
+    };
+    let claims_checked = mode & 0x20 != 0;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let path = write_image(&dir, &body, tail, file_len, claims_checked);
+
+    let ro = Log::open_read_only(&dir).unwrap();
+    let (before, damaged_before) = drain(&mut ro.reader(), Some(&path), 100_000);
+    drop(ro);
+
+    let log = match options().open(&dir) {
+        Ok(log) => log,
+        Err(Error::NoSpace { .. }) => return,
+        Err(e) => panic!("recovery failed: {e}"),
+    };
+    let (after, _) = drain(&mut log.reader(), Some(&path), 100_000);
+    if damaged_before == 0 {
+        // Everything readable before recovery is still there.
+        assert!(after.len() >= before.len(), "recovery lost records");
+        assert_eq!(
+            &after[..before.len()],
+            &before[..],
+            "recovery changed records"
+        );
+    }
+    let mut appender = log.appender().unwrap();
+    let pos = appender.append(b"after recovery").unwrap();
+    drop(appender);
+    drop(log);
+
+    let log = options().open(&dir).unwrap();
+    let (again, _) = drain(&mut log.reader(), None, 100_000);
+    assert_eq!(
+        &again[..after.len()],
+        &after[..],
+        "a second open changed records"
+    );
+    assert_eq!(
+        again.last().map(|(p, b)| (*p, &b[..])),
+        Some((pos, &b"after recovery"[..]))
+    );
+}
+
+/// One step of the `ops` target.
+#[derive(Debug, Arbitrary)]
+pub enum Op {
+    /// Append a record of `len % 2048` bytes of `fill`.
+    Append { len: u16, fill: u8 },
+    /// Append records near the size limit, forcing rollovers.
+    AppendBig { count: u8, fill: u8 },
+    /// Read up to `n` records with the long-lived reader.
+    Read { n: u8 },
+    /// Start a reader at the position of record `index % len`.
+    ReaderAt { index: u16 },
+    /// Close cleanly and open again.
+    Reopen,
+    /// Continue from a copy of the files taken as they are now, as if the
+    /// writer had been killed; `torn` adds a half-written frame at the tail.
+    Crash { torn: Option<u16> },
+    /// Flush to disk.
+    Flush,
+}
+
+struct Harness {
+    tmp: tempfile::TempDir,
+    generation: u32,
+    log: Option<Log>,
+    reader: Option<Reader>,
+    /// The model: every acknowledged record, in order.
+    model: Vec<(Position, Vec<u8>)>,
+    /// Records the long-lived reader has delivered.
+    cursor: usize,
+}
+
+impl Harness {
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join(format!("log{}", self.generation))
+    }
+
+    fn log(&self) -> &Log {
+        self.log.as_ref().unwrap()
+    }
+
+    fn check_all(&self) {
+        let (all, damaged) = drain(&mut self.log().reader(), None, 1_000_000);
+        assert_eq!(damaged, 0);
+        assert_eq!(all, self.model, "log differs from the model");
+    }
+
+    fn reset_reader(&mut self) {
+        let reader = match self.model.get(self.cursor) {
+            Some((pos, _)) => self.log().reader_at(*pos).unwrap(),
+            None => {
+                let end = self.log().end_position().unwrap();
+                self.log().reader_at(end).unwrap()
+            }
+        };
+        self.reader = Some(reader);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Arbitrary sequences of operations against a `Vec` of records.
+///
+/// Properties: the log always holds exactly the acknowledged records, in
+/// order, at the positions `append` returned; readers deliver exactly the
+/// model; crashes (with or without a torn frame) lose nothing acknowledged.
+pub fn ops(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(ops) = u.arbitrary_iter::<Op>() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = Harness {
+        tmp,
+        generation: 0,
+        log: None,
+        reader: None,
+        model: Vec::new(),
+        cursor: 0,
+    };
+    h.log = Some(options().open(h.dir()).unwrap());
+    h.reader = Some(h.log().reader());
+    let mut appender = h.log().appender().unwrap();
+    let max = h.log().max_record_size();
+    for op in ops.take(64) {
+        let Ok(op) = op else { break };
+        match op {
+            Op::Append { len, fill } => {
+                let rec = vec![fill; len as usize % 2048];
+                let pos = appender.append(&rec).unwrap();
+                assert!(
+                    h.model.last().is_none_or(|(p, _)| *p < pos),
+                    "positions must increase"
+                );
+                h.model.push((pos, rec));
+            }
+            Op::AppendBig { count, fill } => {
+                for i in 0..count % 8 {
+                    let rec = vec![fill.wrapping_add(i); max - usize::from(i)];
+                    let pos = appender.append(&rec).unwrap();
+                    h.model.push((pos, rec));
+                }
+            }
+            Op::Read { n } => {
+                let reader = h.reader.as_mut().unwrap();
+                for _ in 0..n {
+                    match reader.try_next().unwrap() {
+                        Some(r) => {
+                            let (pos, rec) = &h.model[h.cursor];
+                            assert_eq!((r.position(), &*r), (*pos, &rec[..]));
+                            h.cursor += 1;
+                        }
+                        None => {
+                            assert_eq!(h.cursor, h.model.len(), "reader stopped early");
+                            break;
+                        }
+                    }
+                }
+            }
+            Op::ReaderAt { index } => {
+                if !h.model.is_empty() {
+                    let i = index as usize % h.model.len();
+                    let mut r = h.log().reader_at(h.model[i].0).unwrap();
+                    let got = r.try_next().unwrap().unwrap();
+                    assert_eq!(&*got, &h.model[i].1[..]);
+                }
+            }
+            Op::Reopen => {
+                drop(appender);
+                h.reader = None;
+                h.log.take().unwrap().close().unwrap();
+                h.log = Some(options().open(h.dir()).unwrap());
+                assert!(!h.log().recovery().ran, "a clean close needs no recovery");
+                appender = h.log().appender().unwrap();
+                h.reset_reader();
+                h.check_all();
+            }
+            Op::Crash { torn } => {
+                let from = h.dir();
+                h.generation += 1;
+                let to = h.dir();
+                copy_dir(&from, &to);
+                if let Some(len) = torn {
+                    // The killed writer had claimed a frame and copied part
+                    // of its payload.
+                    let mut segs: Vec<_> = fs::read_dir(&to)
+                        .unwrap()
+                        .filter_map(|e| {
+                            let p = e.unwrap().path();
+                            (p.extension()? == "tlog").then_some(p)
+                        })
+                        .collect();
+                    segs.sort();
+                    let last = segs.last().unwrap();
+                    let f = fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(last)
+                        .unwrap();
+                    let mut t = [0u8; 8];
+                    f.read_exact_at(&mut t, 128).unwrap();
+                    let tail = u64::from_le_bytes(t);
+                    let len = u32::from(len) % 512;
+                    let flen = frame::frame_len(len);
+                    let flen_end = tail + flen;
+                    if flen_end + 8 <= CAPACITY && flen_end <= f.metadata().unwrap().len() {
+                        f.write_all_at(&frame::in_progress_word(len).to_le_bytes(), tail)
+                            .unwrap();
+                        f.write_all_at(&vec![0xEE; len as usize / 2], tail + 8)
+                            .unwrap();
+                        f.write_all_at(&flen_end.to_le_bytes(), 128).unwrap();
+                    }
+                }
+                drop(appender);
+                h.reader = None;
+                drop(h.log.take());
+                h.log = Some(options().open(&to).unwrap());
+                assert_eq!(h.log().recovery().damaged_frames, 0);
+                appender = h.log().appender().unwrap();
+                h.reset_reader();
+                h.check_all();
+            }
+            Op::Flush => h.log().flush().unwrap(),
+        }
+    }
+    h.check_all();
+    let mut by_pos = BTreeMap::new();
+    for (p, r) in &h.model {
+        assert!(by_pos.insert(*p, r).is_none(), "position handed out twice");
+    }
+}
+
+/// The seed corpus: `(target, file name, bytes)`. Valid inputs of every
+/// shape, so that mutation starts from deep inside the parsers.
+pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out = Vec::new();
+
+    // frame: a position, then a run of frames at that position.
+    let pos = 3 * 4096u64;
+    let mut run = pos.to_le_bytes().to_vec();
+    let mut p = pos;
+    for payload in [
+        &b""[..],
+        b"a",
+        b"hello, world",
+        &[7u8; 64][..],
+        &[0u8; 300][..],
+    ] {
+        let start = run.len();
+        frame::encode_data(p, payload, &mut run);
+        p += (run.len() - start) as u64;
+    }
+    run.extend_from_slice(&frame::padding_word(p, 16).to_le_bytes());
+    run.extend_from_slice(&[0; 16]);
+    p += 24;
+    run.extend_from_slice(&frame::in_progress_word(5).to_le_bytes());
+    run.extend_from_slice(&[0; 8]);
+    out.push(("frame", "seed-run".to_owned(), run));
+    let mut end = 4096u64.to_le_bytes().to_vec();
+    end.extend_from_slice(&frame::end_word(4096).to_le_bytes());
+    out.push(("frame", "seed-end".to_owned(), end));
+    let _ = p;
+
+    // header: valid headers and near misses.
+    let h = SegmentHeader::new(1 << 30, 1 << 30, 1, 1_700_000_000_000_000_000);
+    out.push(("header", "seed-valid".to_owned(), h.encode().to_vec()));
+    let mut newer = h.encode();
+    newer[8] = 2;
+    out.push(("header", "seed-newer".to_owned(), newer.to_vec()));
+    out.push((
+        "header",
+        "seed-truncated".to_owned(),
+        h.encode()[..30].to_vec(),
+    ));
+
+    // recover: scripts (mode bit 7) and raw bodies cut from real logs.
+    let scripts: [(&str, Vec<u8>); 4] = [
+        (
+            "seed-script-records",
+            vec![0x80, 0, 10, 0, 1, 0, 200, 0, 2, 2, 50, 1, 1, 0, 0, 0],
+        ),
+        (
+            "seed-script-hole",
+            vec![0x80, 0, 10, 0, 4, 0, 64, 0, 0, 20, 0],
+        ),
+        (
+            "seed-script-torn",
+            vec![0x80, 0, 10, 0, 1, 0, 30, 3, 3, 0, 100],
+        ),
+        (
+            "seed-script-damage",
+            vec![0xC1, 0, 10, 0, 6, 0, 40, 5, 3, 0, 0, 8, 0, 0, 12, 7],
+        ),
+    ];
+    for (name, s) in scripts {
+        out.push(("recover", name.to_owned(), s));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    {
+        let log = options().open(&dir).unwrap();
+        let mut a = log.appender().unwrap();
+        for i in 0..40u32 {
+            a.append(&i.to_le_bytes().repeat(i as usize)).unwrap();
+        }
+    }
+    let image = fs::read(dir.join(format!("{:016x}.tlog", 0))).unwrap();
+    let used = u64::from_le_bytes(image[128..136].try_into().unwrap()) as usize;
+    let mut raw = vec![0x00];
+    raw.extend_from_slice(&image[HEADER_LEN as usize..used]);
+    out.push(("recover", "seed-raw-clean".to_owned(), raw.clone()));
+    raw[0] = 0x05; // tail past the body: a reservation nobody wrote
+    out.push(("recover", "seed-raw-reserved".to_owned(), raw.clone()));
+    raw[0] = 0x40; // file cut at the end of the body
+    raw.truncate(raw.len() - 37);
+    out.push(("recover", "seed-raw-cut".to_owned(), raw));
+
+    // ops: byte strings that decode to mixed operation sequences.
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for i in 0..6 {
+        let bytes: Vec<u8> = (0..64 + 48 * i)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        out.push(("ops", format!("seed-{i}"), bytes));
+    }
+    out
+}
