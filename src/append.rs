@@ -28,6 +28,7 @@ use crate::format::frame;
 use crate::format::header::{STATE_DIRTY, STATE_SEALED};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::log::Inner;
+use crate::map::{Claim, Mapping};
 use crate::segment::Segment;
 use crate::{Error, Position, Result};
 
@@ -78,14 +79,76 @@ impl Appender {
     /// # }
     /// ```
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
+        let len = self.check_len(payload.len())?;
+        self.claim_loop(len, |seg, off| {
+            let mut claim = seg.map().claim(off as usize, len).ok()?;
+            claim.payload_mut().copy_from_slice(payload);
+            let position = seg.base() + off;
+            claim.publish(frame::data_word(position, payload)).ok()?;
+            seg.wake_readers();
+            Some(Position::from(position))
+        })
+    }
+
+    /// Reserves room for a record of `len` bytes to be written in place,
+    /// straight into the shared mapping: fill the returned [`Reservation`]
+    /// (it dereferences to a zeroed `&mut [u8]` of `len` bytes), then
+    /// [`commit`](Reservation::commit) it. Dropping it without committing
+    /// turns the space into padding.
+    ///
+    /// Readers wait at an uncommitted reservation, so fill it promptly: one
+    /// held longer than the log's unblock timeout may be padded over by a
+    /// reader, in which case `commit` appends a copy at a new position.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(dir.path())?;
+    /// let mut appender = log.appender()?;
+    /// let mut r = appender.reserve(12)?;
+    /// r[..5].copy_from_slice(b"price");
+    /// r[5..].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7]);
+    /// let pos = r.commit()?;
+    /// assert_eq!(log.reader_at(pos)?.try_next()?.unwrap().len(), 12);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
+        let len32 = self.check_len(len)?;
+        let (claim, position) = self.claim_loop(len32, |seg, off| {
+            let claim = seg.shared_map().claim_owned(off as usize, len32).ok()?;
+            Some((claim, seg.base() + off))
+        })?;
+        Ok(Reservation {
+            log: &self.log,
+            seg: &self.seg,
+            claim: Some(claim),
+            position,
+        })
+    }
+
+    fn check_len(&self, len: usize) -> Result<u32> {
         let max = self.log.opts.max_record_size;
-        if payload.len() > max {
-            return Err(Error::RecordTooLarge {
-                len: payload.len(),
-                max,
-            });
+        if len > max {
+            return Err(Error::RecordTooLarge { len, max });
         }
-        let len = payload.len() as u32;
+        Ok(len as u32)
+    }
+
+    /// The reservation loop shared by `append` and `reserve`: reserves a
+    /// frame for `len` payload bytes, rolling over and growing the file as
+    /// needed, then hands the segment and the frame's offset to `body`,
+    /// which claims (and maybe fills and publishes) it. `None` from `body`
+    /// means the frame was padded over by an unblocker: reserve again.
+    #[inline]
+    fn claim_loop<T>(
+        &mut self,
+        len: u32,
+        mut body: impl FnMut(&Segment, u64) -> Option<T>,
+    ) -> Result<T> {
         let flen = frame::frame_len(len);
         loop {
             let seg = &*self.seg;
@@ -93,7 +156,7 @@ impl Appender {
             // (possibly foreign-made) capacity would roll over forever.
             if HEADER_LEN + flen > seg.data_limit() {
                 return Err(Error::RecordTooLarge {
-                    len: payload.len(),
+                    len: len as usize,
                     max: (seg.data_limit() - HEADER_LEN - FRAME_HEADER_LEN) as usize,
                 });
             }
@@ -115,25 +178,16 @@ impl Appender {
             }
             if end > self.covered {
                 match seg.ensure_len(end, self.log.opts.grow_step) {
-                    Ok(len) => self.covered = len,
+                    Ok(covered) => self.covered = covered,
                     Err(e) => {
                         self.abandon(off, len);
                         return Err(e);
                     }
                 }
             }
-            let Ok(mut claim) = seg.map().claim(off as usize, len) else {
-                // Padded over before we got to it: reserve again.
-                continue;
-            };
-            claim.payload_mut().copy_from_slice(payload);
-            let position = seg.base() + off;
-            let word = frame::data_word(position, payload);
-            if claim.publish(word).is_ok() {
-                seg.wake_readers();
-                return Ok(Position::from(position));
+            if let Some(done) = body(seg, off) {
+                return Ok(done);
             }
-            // Unblocked while we were writing: our frame is padding now.
         }
     }
 
@@ -195,5 +249,83 @@ impl Appender {
     /// The largest record this appender accepts.
     pub fn max_record_size(&self) -> usize {
         self.log.opts.max_record_size
+    }
+}
+
+/// Room for one record, reserved in the log and written in place. Obtained
+/// from [`Appender::reserve`]; dereferences to the record's bytes.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    log: &'a Arc<Inner>,
+    seg: &'a Segment,
+    claim: Option<Claim<Arc<Mapping>>>,
+    position: u64,
+}
+
+impl Reservation<'_> {
+    /// Where the record will be, unless it has to be appended again (see
+    /// [`commit`](Self::commit)).
+    pub fn position(&self) -> Position {
+        Position::from(self.position)
+    }
+
+    /// Publishes the record and returns its position.
+    ///
+    /// If the reservation was held past the unblock timeout and a reader
+    /// padded it over, the record is appended again (copied from where it
+    /// was written) and the new position is returned: the record is
+    /// published exactly once either way.
+    ///
+    /// # Errors
+    /// Only when the record has to be appended again: the errors of
+    /// [`Appender::append`].
+    pub fn commit(mut self) -> Result<Position> {
+        let Some(claim) = self.claim.take() else {
+            return Err(Error::InvalidPosition {
+                position: self.position(),
+                reason: "reservation already committed",
+            });
+        };
+        let word = frame::data_word(self.position, claim.payload());
+        match claim.publish(word) {
+            Ok(()) => {
+                self.seg.wake_readers();
+                Ok(Position::from(self.position))
+            }
+            Err(void) => {
+                let bytes = void.payload().to_vec();
+                drop(void);
+                Appender::new(Arc::clone(self.log)).append(&bytes)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Reservation<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.claim {
+            Some(c) => c.payload(),
+            None => &[],
+        }
+    }
+}
+
+impl std::ops::DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.claim {
+            Some(c) => c.payload_mut(),
+            None => &mut [],
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            if claim.abandon(self.position) {
+                self.seg.wake_readers();
+            }
+        }
     }
 }

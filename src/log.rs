@@ -237,7 +237,7 @@ impl Log {
     /// # Errors
     /// [`Error::ReadOnly`] for a log opened read-only; [`Error::Locked`] in
     /// [`WriterMode::SingleProcess`] when another process holds the append
-    /// lock.
+    /// lock (the default, [`WriterMode::MultiProcess`], has no such lock).
     pub fn appender(&self) -> Result<Appender> {
         let inner = &self.inner;
         if !inner.writable {
@@ -246,6 +246,7 @@ impl Log {
             });
         }
         match inner.opts.writer_mode {
+            WriterMode::MultiProcess => {}
             WriterMode::SingleProcess => {
                 let mut held = inner.append_lock.lock();
                 if held.is_none() {

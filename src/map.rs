@@ -28,9 +28,11 @@
 
 #![allow(unsafe_code)]
 
+use std::borrow::Borrow;
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
@@ -58,15 +60,46 @@ pub(crate) struct Mapping {
 
 /// Proof that this process owns an in-progress data frame of `map`: its
 /// header word holds the in-progress marker this process stored by
-/// compare-and-swap. Not `Clone`: one claim per won compare-and-swap.
+/// compare-and-swap. Not `Clone`: one claim per won compare-and-swap. `M` is
+/// how the claim holds its mapping: borrowed (`&Mapping`) on the append path,
+/// owned (`Arc<Mapping>`) by reservations that outlive a borrow.
 #[derive(Debug)]
-pub(crate) struct Claim<'m> {
-    map: &'m Mapping,
+pub(crate) struct Claim<M: Borrow<Mapping>> {
+    map: M,
     off: usize,
     len: u32,
 }
 
-impl Claim<'_> {
+impl<M: Borrow<Mapping>> Claim<M> {
+    /// The payload area of the claimed frame, for reading back what this
+    /// process wrote.
+    #[inline]
+    pub(crate) fn payload(&self) -> &[u8] {
+        // SAFETY: as for `payload_mut`: the bytes belong to this claim alone
+        // and lie inside the mapping; a shared borrow of `self` excludes the
+        // mutable one.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.borrow().raw.as_ptr().add(self.off + 8),
+                self.len as usize,
+            )
+        }
+    }
+
+    /// Turns the claim back into padding (for a reservation dropped without
+    /// commit), so readers do not wait for it.
+    pub(crate) fn abandon(self, position: u64) -> bool {
+        let pad = (frame::frame_len(self.len) - 8) as u32;
+        self.map
+            .borrow()
+            .cas_word(
+                self.off,
+                frame::in_progress_word(self.len),
+                frame::padding_word(position, pad),
+            )
+            .is_ok()
+    }
+
     /// The payload area of the claimed frame.
     #[inline]
     pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
@@ -84,19 +117,25 @@ impl Claim<'_> {
         // claim (a violation would be SIGBUS, not memory unsafety).
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.map.raw.as_mut_ptr().add(self.off + 8),
+                self.map.borrow().raw.as_mut_ptr().add(self.off + 8),
                 self.len as usize,
             )
         }
     }
 
     /// Publishes the frame by swapping its in-progress header for `word`.
-    /// Fails with the word found if the frame was padded over by another
-    /// process meanwhile; the claim is void either way.
+    /// Fails if the frame was padded over by another process meanwhile,
+    /// handing the (now void) claim back so that its bytes can be copied.
     #[inline]
-    pub(crate) fn publish(self, word: u64) -> Result<(), u64> {
-        self.map
+    pub(crate) fn publish(self, word: u64) -> Result<(), Self> {
+        match self
+            .map
+            .borrow()
             .cas_word(self.off, frame::in_progress_word(self.len), word)
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self),
+        }
     }
 }
 
@@ -231,17 +270,36 @@ impl Mapping {
     /// Claims the zero header word at `off` for a data frame of `len` payload
     /// bytes. `Err` carries the word found there instead of zero.
     #[inline]
-    pub(crate) fn claim(&self, off: usize, len: u32) -> Result<Claim<'_>, u64> {
-        let end = frame::frame_len(len) as usize;
-        if off.checked_add(end).is_none_or(|e| e > self.raw.len()) {
-            return Err(NOT_SWAPPABLE);
-        }
-        self.cas_word(off, 0, frame::in_progress_word(len))?;
+    pub(crate) fn claim(&self, off: usize, len: u32) -> Result<Claim<&Mapping>, u64> {
+        self.try_claim(off, len)?;
         Ok(Claim {
             map: self,
             off,
             len,
         })
+    }
+
+    /// As [`claim`](Self::claim), for a claim that owns a reference count.
+    pub(crate) fn claim_owned(
+        self: &Arc<Self>,
+        off: usize,
+        len: u32,
+    ) -> Result<Claim<Arc<Mapping>>, u64> {
+        self.try_claim(off, len)?;
+        Ok(Claim {
+            map: Arc::clone(self),
+            off,
+            len,
+        })
+    }
+
+    #[inline]
+    fn try_claim(&self, off: usize, len: u32) -> Result<(), u64> {
+        let end = frame::frame_len(len) as usize;
+        if off.checked_add(end).is_none_or(|e| e > self.raw.len()) {
+            return Err(NOT_SWAPPABLE);
+        }
+        self.cas_word(off, 0, frame::in_progress_word(len))
     }
 
     /// What the frame at `off` (log position `position`) holds. A data frame's

@@ -22,10 +22,15 @@ pub const DEFAULT_UNBLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum WriterMode {
+    /// Any number of processes, each with any number of appenders, append
+    /// at once, lock-free. The default.
+    #[default]
+    MultiProcess,
     /// Appenders in one process only. The first process to ask for an
     /// appender holds an exclusive lock until its `Log` is dropped; any other
-    /// process asking for one gets [`Error::Locked`].
-    #[default]
+    /// process asking for one gets [`Error::Locked`] (the lock file is
+    /// `append.lock` in the log directory). For deployments that want the
+    /// guarantee of a single producer process.
     SingleProcess,
 }
 

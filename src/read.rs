@@ -272,6 +272,16 @@ impl Reader {
                     self.off = off + frame::frame_len(len);
                 }
                 Ok(Slot::Control(Header::End)) => {
+                    // The end marker is written by the appender whose
+                    // reservation crossed the data limit, after that
+                    // reservation: a marker in a segment that is not full is
+                    // not one a writer made.
+                    if self.seg.tail().load(Ordering::Acquire) <= self.seg.data_limit() {
+                        return Err(Error::CorruptFrame {
+                            position: Position::from(pos),
+                            reason: "end-of-segment marker in a segment that is not full",
+                        });
+                    }
                     if !self.follow()? {
                         return Ok(Step::Pending);
                     }

@@ -5,6 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::format::frame::{self, Header};
@@ -43,7 +44,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
 pub(crate) struct Segment {
     path: PathBuf,
     file: File,
-    map: Mapping,
+    map: Arc<Mapping>,
     header: SegmentHeader,
     /// Bytes of the file known to exist: never more than its length.
     known_len: AtomicU64,
@@ -117,6 +118,7 @@ impl Segment {
         }
         let map = Mapping::new(&file, header.capacity, writable)
             .map_err(|e| Error::io("map segment", path, e))?;
+        let map = Arc::new(map);
         let seg = Segment {
             path: path.to_owned(),
             file,
@@ -205,6 +207,11 @@ impl Segment {
     }
 
     pub(crate) fn map(&self) -> &Mapping {
+        &self.map
+    }
+
+    /// The mapping, for a claim that must own it.
+    pub(crate) fn shared_map(&self) -> &Arc<Mapping> {
         &self.map
     }
 

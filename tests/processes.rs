@@ -7,7 +7,7 @@ use std::io::BufReader;
 use std::time::Duration;
 
 use common::{arg, arg_u64, hear, hear_all, payload, role, say, spawn};
-use tidelog::{Error, Log, Options, WaitStrategy};
+use tidelog::{Error, Log, Options, WaitStrategy, WriterMode};
 
 const RECORDS: u64 = 200_000;
 const MAX_LEN: usize = 512;
@@ -50,7 +50,10 @@ fn child() {
             say(format!("segments {}", log.segments().unwrap().len()));
         }
         "holder" => {
-            let log = Log::open(&dir).unwrap();
+            let log = Options::new()
+                .writer_mode(WriterMode::SingleProcess)
+                .open(&dir)
+                .unwrap();
             let mut a = log.appender().unwrap();
             a.append(b"held").unwrap();
             say("holding");
@@ -101,7 +104,7 @@ fn reader_started_first_sees_every_record_across_growth_and_rollover() {
 }
 
 #[test]
-fn a_second_process_cannot_take_the_appender_lock() {
+fn in_single_process_mode_a_second_process_cannot_take_the_appender_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let args = [("DIR", dir.to_str().unwrap().to_owned())];
@@ -110,7 +113,8 @@ fn a_second_process_cannot_take_the_appender_lock() {
     assert_eq!(hear(&mut out).as_deref(), Some("holding"));
 
     // This process may open the log and read, but not append.
-    let log = Log::open(&dir).unwrap();
+    let single = Options::new().writer_mode(WriterMode::SingleProcess);
+    let log = single.open(&dir).unwrap();
     match log.appender() {
         Err(Error::Locked { path }) => {
             assert!(path.ends_with("append.lock"), "{}", path.display());
@@ -126,6 +130,6 @@ fn a_second_process_cannot_take_the_appender_lock() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     drop(log);
-    let log = Log::open(&dir).unwrap();
+    let log = single.open(&dir).unwrap();
     log.appender().unwrap().append(b"mine now").unwrap();
 }

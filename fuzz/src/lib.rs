@@ -92,7 +92,7 @@ fn options() -> Options {
 fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
     let mut body = Vec::new();
     let mut u = Unstructured::new(script);
-    while body.len() < (CAPACITY - HEADER_LEN - 64) as usize {
+    while body.len() < (CAPACITY - HEADER_LEN - 64) as usize && !u.is_empty() {
         let Ok(op) = u.int_in_range(0u8..=7) else {
             break;
         };
@@ -164,18 +164,18 @@ fn drain(
 ) -> (Vec<(Position, Vec<u8>)>, usize) {
     let mut out = Vec::new();
     let mut damaged = 0;
+    // The one-segment image, for an independent check of what is delivered.
+    let image = file.map(|p| fs::read(p).unwrap());
     for _ in 0..limit {
         match reader.try_next() {
             Ok(Some(r)) => {
-                if let Some(path) = file {
-                    // Independent check: the bytes handed out are the bytes
-                    // in the file, and they match the CRC in their header.
+                if let Some(image) = &image {
+                    // The bytes handed out are the bytes in the file, and
+                    // they match the CRC in their header.
                     let pos = u64::from(r.position());
-                    let mut head = [0u8; 8];
-                    fs::File::open(path)
-                        .unwrap()
-                        .read_exact_at(&mut head, pos)
-                        .unwrap();
+                    let at = pos as usize;
+                    let head: [u8; 8] = image[at..at + 8].try_into().unwrap();
+                    assert_eq!(&image[at + 8..at + 8 + r.len()], &r[..]);
                     let word = u64::from_le_bytes(head);
                     match frame::decode(word, pos) {
                         Ok(Header::Data { len, crc }) => {
@@ -269,6 +269,35 @@ pub fn recover(data: &[u8]) {
     drop(log);
 
     let log = options().open(&dir).unwrap();
+    if std::env::var("TIDELOG_FUZZ_DEBUG").is_ok() {
+        eprintln!(
+            "mode {mode:#x} tail {tail} natural {natural_tail} file_len {file_len} body {}",
+            body.len()
+        );
+        eprintln!(
+            "before {:?}",
+            before
+                .iter()
+                .map(|(p, b)| (*p, b.len()))
+                .collect::<Vec<_>>()
+        );
+        eprintln!(
+            "after {:?}",
+            after.iter().map(|(p, b)| (*p, b.len())).collect::<Vec<_>>()
+        );
+        eprintln!(
+            "segments {:?} recovery {:?}",
+            log.segments().unwrap(),
+            log.recovery()
+        );
+        let img = fs::read(&path).unwrap();
+        let mut off = 4096usize;
+        while off + 8 <= img.len().min(4096 + 1024) {
+            let w = u64::from_le_bytes(img[off..off + 8].try_into().unwrap());
+            eprintln!("  {off}: {:?}", frame::decode(w, off as u64));
+            off += 8;
+        }
+    }
     let (again, _) = drain(&mut log.reader(), None, 100_000);
     assert_eq!(
         &again[..after.len()],
