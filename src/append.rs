@@ -32,6 +32,12 @@ use crate::map::{Claim, Mapping};
 use crate::segment::Segment;
 use crate::{Error, Position, Result};
 
+/// Pages are pre-faulted for writing this many bytes at a time.
+const PREFAULT_CHUNK: u64 = 1 << 20;
+
+/// How far past the tail [`Appender::pretouch`] prepares the log.
+pub const PRETOUCH_AHEAD: u64 = 4 << 20;
+
 /// Appends records to a log. Obtained from [`Log::appender`](crate::Log::appender).
 ///
 /// Each thread should have its own appender; appenders in one process or in
@@ -177,7 +183,7 @@ impl Appender {
                 });
             }
             if end > self.covered {
-                match seg.ensure_len(end, self.log.opts.grow_step) {
+                match seg.prepare_write(end, self.log.opts.grow_step, PREFAULT_CHUNK) {
                     Ok(covered) => self.covered = covered,
                     Err(e) => {
                         self.abandon(off, len);
@@ -244,6 +250,33 @@ impl Appender {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Prepares the log ahead of the appends to come, off their path: grows
+    /// the segment file and pre-faults its pages for writing, up to
+    /// [`PRETOUCH_AHEAD`] bytes past the tail, doing at most one chunk of
+    /// work (1 MiB, well under a millisecond) per call. Returns whether
+    /// there was work to do.
+    ///
+    /// Appends do the same when they must, which costs the append that
+    /// crosses into unprepared space that much latency. A producer with idle
+    /// time (one that sends at a fixed rate, or waits for input) calls this
+    /// while idle, so that its appends never do; Chronicle Queue's
+    /// "pretoucher" plays the same role.
+    ///
+    /// # Errors
+    /// The errors of growing a segment file ([`Error::NoSpace`] and I/O
+    /// errors).
+    pub fn pretouch(&mut self) -> Result<bool> {
+        let seg = &*self.seg;
+        let tail = seg.reserved_end();
+        let target = (tail + PRETOUCH_AHEAD).min(seg.data_limit());
+        if self.covered >= target {
+            return Ok(false);
+        }
+        let next = (self.covered.max(tail) + PREFAULT_CHUNK).min(target);
+        self.covered = seg.prepare_write(next, self.log.opts.grow_step, PREFAULT_CHUNK)?;
+        Ok(true)
     }
 
     /// The largest record this appender accepts.

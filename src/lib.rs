@@ -61,7 +61,7 @@ mod position;
 mod read;
 mod segment;
 
-pub use append::{Appender, Reservation};
+pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
 pub use error::{Error, Result};
 pub use log::{Log, RecoveryReport, SegmentInfo};
 pub use options::{

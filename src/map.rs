@@ -441,14 +441,29 @@ impl Mapping {
 /// emulates it by writing a zero into every block that reads as zero,
 /// which races with other processes writing through their mappings and can
 /// wipe a record. Such file systems get `EOPNOTSUPP` instead.
-pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+///
+/// Only `from..len` is allocated: the caller knows the blocks below `from`
+/// are allocated already. (Allocating from 0 every time is quadratic on
+/// tmpfs, which walks every page of the range.)
+pub(crate) fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd as _;
-    let len = libc::off_t::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length out of range"))?;
+    let from = from.min(len);
+    let (Ok(off), Ok(count)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(len - from),
+    ) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "length out of range",
+        ));
+    };
+    if count == 0 {
+        return Ok(());
+    }
     loop {
         // SAFETY: the descriptor is valid for as long as `file` is borrowed;
         // fallocate touches no memory of ours.
-        let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, off, count) };
         if ret == 0 {
             return Ok(());
         }

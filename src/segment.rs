@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,6 +48,11 @@ pub(crate) struct Segment {
     header: SegmentHeader,
     /// Bytes of the file known to exist: never more than its length.
     known_len: AtomicU64,
+    /// Bytes of the mapping whose page-table entries this process has
+    /// populated for writing (page tables are per process).
+    populated: AtomicU64,
+    /// Cleared if the kernel refuses `MADV_POPULATE_WRITE` (before 5.14).
+    can_populate: AtomicBool,
 }
 
 /// What recovery found and did in one segment.
@@ -74,8 +79,8 @@ fn now_nanos() -> u64 {
 /// Grows `file` to at least `len` bytes with blocks reserved, so that no
 /// later write into the mapping can hit a full disk and raise SIGBUS.
 /// `posix_fallocate` never shrinks a file, so concurrent growers are safe.
-fn allocate(file: &File, path: &Path, len: u64) -> Result<()> {
-    crate::map::allocate(file, len).map_err(|e| Error::io("grow segment", path, e))
+fn allocate(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
+    crate::map::allocate(file, from, len).map_err(|e| Error::io("grow segment", path, e))
 }
 
 /// Fsyncs a directory, making entries created or removed in it durable.
@@ -125,6 +130,8 @@ impl Segment {
             map,
             header,
             known_len: AtomicU64::new(len.min(header.capacity)),
+            populated: AtomicU64::new(HEADER_LEN),
+            can_populate: AtomicBool::new(writable),
         };
         if writable {
             // The `grown` hint may run ahead of the file (a crash between the
@@ -136,7 +143,7 @@ impl Segment {
             let reserved = align_up(seg.reserved_end(), PAGE).unwrap_or(header.capacity);
             if grown > len && len < reserved {
                 let target = grown.min(reserved).min(header.capacity);
-                allocate(&seg.file, &seg.path, target)?;
+                allocate(&seg.file, &seg.path, len, target)?;
                 seg.known_len.fetch_max(target, Ordering::AcqRel);
             }
         }
@@ -190,7 +197,7 @@ impl Segment {
             .open(tmp)
             .map_err(|e| Error::io("create segment", tmp, e))?;
         let initial_len = initial_len.clamp(HEADER_LEN + PAGE, header.capacity);
-        allocate(&file, tmp, initial_len)?;
+        allocate(&file, tmp, 0, initial_len)?;
         let mut page = vec![0u8; HEADER_LEN as usize];
         page[..64].copy_from_slice(&header.encode());
         page[OFF_TAIL..OFF_TAIL + 8].copy_from_slice(&HEADER_LEN.to_le_bytes());
@@ -334,13 +341,15 @@ impl Segment {
             }
         }
         let target = align_up(end, step).unwrap_or(cap).min(cap);
-        let grown = match allocate(&self.file, &self.path, target) {
+        // Blocks below the known length are allocated: every writer
+        // allocates what it grows, and recovery makes `grown` true at open.
+        let grown = match allocate(&self.file, &self.path, known, target) {
             Ok(()) => target,
             Err(Error::NoSpace { .. }) => {
                 // Fall back to the smallest page-aligned growth that covers
                 // this frame, so a nearly full disk still takes small records.
                 let minimal = align_up(end, PAGE).unwrap_or(cap).min(cap);
-                allocate(&self.file, &self.path, minimal)?;
+                allocate(&self.file, &self.path, known, minimal)?;
                 minimal
             }
             Err(e) => return Err(e),
@@ -349,6 +358,42 @@ impl Segment {
             .header_u64(OFF_GROWN)
             .fetch_max(grown, Ordering::AcqRel);
         Ok(self.known_len.fetch_max(grown, Ordering::AcqRel).max(grown))
+    }
+
+    /// Makes the file cover offsets below `end` (see [`ensure_len`]) and
+    /// pre-faults the pages there for writing, in `chunk`-sized steps, so
+    /// that appends store into mapped pages instead of taking a page fault
+    /// per 4 KiB page. On this class of machine a write fault on a fresh
+    /// page of a shared file mapping costs about 9 us; populating the same
+    /// pages with `MADV_POPULATE_WRITE` costs under 1 us each. Returns the
+    /// offset below which both hold.
+    ///
+    /// [`ensure_len`]: Self::ensure_len
+    pub(crate) fn prepare_write(&self, end: u64, step: u64, chunk: u64) -> Result<u64> {
+        let known = self.ensure_len(end, step)?;
+        if !self.can_populate.load(Ordering::Relaxed) {
+            return Ok(known);
+        }
+        let populated = self.populated.load(Ordering::Acquire);
+        if end <= populated {
+            return Ok(populated.min(known));
+        }
+        let target = align_up(end, chunk).unwrap_or(known).min(known);
+        let from = populated & !(PAGE - 1);
+        match self
+            .map
+            .populate_write(from as usize, (target - from) as usize)
+        {
+            Ok(()) => {
+                self.populated.fetch_max(target, Ordering::AcqRel);
+                Ok(target)
+            }
+            Err(_) => {
+                // Not supported here: appends take the page faults instead.
+                self.can_populate.store(false, Ordering::Relaxed);
+                Ok(known)
+            }
+        }
     }
 
     /// The file's current length (fstat), clamped to the reservation.
@@ -687,18 +732,6 @@ impl Segment {
         self.map
             .flush_range(start as usize, (to - start) as usize)
             .map_err(|e| Error::io("msync segment", &self.path, e))
-    }
-
-    /// Pre-faults `from..to` for writing, within the file's known length.
-    #[allow(dead_code)]
-    pub(crate) fn populate(&self, from: u64, to: u64) -> io::Result<()> {
-        let to = to.min(self.known_len());
-        if to <= from {
-            return Ok(());
-        }
-        let start = from & !(PAGE - 1);
-        self.map
-            .populate_write(start as usize, (to - start) as usize)
     }
 }
 
