@@ -36,7 +36,12 @@ use crate::{Error, Position, Result};
 const PREFAULT_CHUNK: u64 = 1 << 20;
 
 /// How far past the tail [`Appender::pretouch`] prepares the log.
-pub const PRETOUCH_AHEAD: u64 = 4 << 20;
+pub const PRETOUCH_AHEAD: u64 = 64 << 20;
+
+/// Work done by one call of [`Appender::pretouch`]: four pages, a few
+/// microseconds, so that a producer can call it whenever it is idle
+/// without delaying its next record by more than that.
+const PRETOUCH_CHUNK: u64 = 16 << 10;
 
 /// Appends records to a log. Obtained from [`Log::appender`](crate::Log::appender).
 ///
@@ -254,9 +259,10 @@ impl Appender {
 
     /// Prepares the log ahead of the appends to come, off their path: grows
     /// the segment file and pre-faults its pages for writing, up to
-    /// [`PRETOUCH_AHEAD`] bytes past the tail, doing at most one chunk of
-    /// work (1 MiB, well under a millisecond) per call. Returns whether
-    /// there was work to do.
+    /// [`PRETOUCH_AHEAD`] bytes past the tail, doing at most 16 KiB of work
+    /// (four pages, a few microseconds; growing the file, once per growth
+    /// step, takes longer) per call. Returns whether there was work to do:
+    /// `while appender.pretouch()? {}` prepares the whole window.
     ///
     /// Appends do the same when they must, which costs the append that
     /// crosses into unprepared space that much latency. A producer with idle
@@ -274,8 +280,8 @@ impl Appender {
         if self.covered >= target {
             return Ok(false);
         }
-        let next = (self.covered.max(tail) + PREFAULT_CHUNK).min(target);
-        self.covered = seg.prepare_write(next, self.log.opts.grow_step, PREFAULT_CHUNK)?;
+        let next = (self.covered.max(tail) + PRETOUCH_CHUNK).min(target);
+        self.covered = seg.prepare_write(next, self.log.opts.grow_step, PRETOUCH_CHUNK)?;
         Ok(true)
     }
 

@@ -58,7 +58,7 @@ pub struct Reader {
     wait: WaitStrategy,
     /// Where the reader has been waiting behind an unpublished frame, the
     /// header word it saw there and since when: the unblocker's clock.
-    blocked: Option<(u64, u64, Instant)>,
+    blocked: Option<Blocked>,
 }
 
 /// A record borrowed from the log's mapping: no copy is made.
@@ -102,6 +102,21 @@ impl AsRef<[u8]> for Record<'_> {
         self.payload
     }
 }
+
+/// The unblocker's clock: where the reader has been waiting, the header
+/// word it saw there, how many polls found it unchanged, and since when
+/// (read from the clock only after `CLOCK_EVERY` polls, so that a reader
+/// that finds new records as fast as it looks never reads the clock).
+#[derive(Debug, Clone, Copy)]
+struct Blocked {
+    position: u64,
+    word: u64,
+    polls: u32,
+    since: Option<Instant>,
+}
+
+/// Polls between looks at the clock while blocked.
+const CLOCK_EVERY: u32 = 256;
 
 /// The outcome of one step of the reader's state machine.
 enum Step {
@@ -349,17 +364,31 @@ impl Reader {
             Header::InProgress { len } => frame::in_progress_word(len),
             _ => 0,
         };
-        let now = Instant::now();
         let key = self.seg.base() + off;
-        match self.blocked {
-            Some((at, w, since)) if at == key && w == word => {
-                if now.duration_since(since) < timeout {
-                    return Ok(false);
+        if !timeout.is_zero() {
+            match &mut self.blocked {
+                Some(b) if b.position == key && b.word == word => {
+                    b.polls = b.polls.wrapping_add(1);
+                    if b.polls % CLOCK_EVERY != 0 {
+                        return Ok(false);
+                    }
+                    let now = Instant::now();
+                    match b.since {
+                        None => {
+                            b.since = Some(now);
+                            return Ok(false);
+                        }
+                        Some(since) if now.duration_since(since) < timeout => return Ok(false),
+                        Some(_) => {}
+                    }
                 }
-            }
-            _ => {
-                self.blocked = Some((key, word, now));
-                if !timeout.is_zero() {
+                _ => {
+                    self.blocked = Some(Blocked {
+                        position: key,
+                        word,
+                        polls: 0,
+                        since: None,
+                    });
                     return Ok(false);
                 }
             }
@@ -421,9 +450,12 @@ impl Reader {
             if let s @ Step::Record { .. } = self.step()? {
                 return Ok(s);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Ok(Step::Pending);
+            // Read the clock only when there is a deadline to check.
+            let now = deadline.map(|_| Instant::now());
+            if let (Some(d), Some(now)) = (deadline, now) {
+                if now >= d {
+                    return Ok(Step::Pending);
+                }
             }
             polls = polls.saturating_add(1);
             match self.wait {
@@ -431,7 +463,7 @@ impl Reader {
                 WaitStrategy::Yield => std::thread::yield_now(),
                 WaitStrategy::SpinThenPark { spins } if polls <= spins => hint::spin_loop(),
                 WaitStrategy::SpinThenPark { .. } | WaitStrategy::Park => {
-                    self.park(deadline.map(|d| d - now))
+                    self.park(deadline.zip(now).map(|(d, now)| d - now))
                 }
             }
         }
@@ -446,6 +478,12 @@ impl Reader {
     /// (sequentially consistent) and wakes if it is non-zero. Either the
     /// appender sees the registration, or the re-check sees the frame.
     fn park(&mut self, timeout: Option<Duration>) {
+        // A parked reader polls rarely: start the unblocker's clock now (if
+        // it has not started) and have the next poll look at it.
+        if let Some(b) = &mut self.blocked {
+            b.since.get_or_insert_with(Instant::now);
+            b.polls = CLOCK_EVERY - 1;
+        }
         let seg = Arc::clone(&self.seg);
         let map = seg.map();
         let seq = map.header_u32(OFF_NOTIFY_SEQ).load(Ordering::SeqCst);

@@ -549,8 +549,12 @@ impl Segment {
             rec.damaged += damage;
             rec.end = scan_end;
         }
-        // Anything still pending lies past the last valid frame: torn tail.
+        // Anything still pending lies past the last valid frame: torn tail,
+        // frames reserved and never (or not completely) written.
         let end = rec.end;
+        if !rec.sealed {
+            rec.bytes_cut = scan_end.saturating_sub(end);
+        }
         if seal && !rec.sealed {
             if end + FRAME_HEADER_LEN <= cap {
                 self.ensure_len(end + FRAME_HEADER_LEN, step)?;
@@ -565,9 +569,9 @@ impl Segment {
         }
         let zero_to = self.file_len()?;
         if zero_to > rec.end {
-            let zeroed = self.map.zero_words(rec.end as usize, zero_to as usize);
-            rec.bytes_cut = zeroed.unwrap_or(0) * FRAME_HEADER_LEN;
+            self.map.zero_words(rec.end as usize, zero_to as usize);
         }
+
         let tail = if rec.sealed {
             cap.max(self.tail().load(Ordering::Acquire))
         } else {

@@ -33,7 +33,19 @@ fn child() {
         // most kills) falls inside `append` rather than in pipe writes.
         let mut batch = String::new();
         for _ in 0..1 + rng.below(64) {
-            let pos = a.append(&payload(seed, i, MAX_LEN)).unwrap();
+            let record = payload(seed, i, MAX_LEN);
+            let pos = if i % 2 == 0 {
+                a.append(&record).unwrap()
+            } else {
+                // Zero-copy: fill the reserved frame in place, byte by byte,
+                // which keeps the frame in progress long enough for kills to
+                // land there too.
+                let mut r = a.reserve(record.len()).unwrap();
+                for (dst, src) in r.iter_mut().zip(&record) {
+                    *dst = std::hint::black_box(*src);
+                }
+                r.commit().unwrap()
+            };
             batch += &format!("{i} {pos}\n@@ ");
             i += 1;
         }

@@ -1,0 +1,136 @@
+//! The `tidelog` binary end to end: every subcommand, run as a process.
+
+use std::process::{Command, Output};
+
+fn tidelog(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(args)
+        .output()
+        .expect("run tidelog");
+    assert!(
+        out.status.success(),
+        "tidelog {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn append_cat_info_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let positions = text(&tidelog(&["append", d, "first", "second", "third"]));
+    assert_eq!(positions.lines().count(), 3);
+    let first = positions.lines().next().unwrap();
+
+    let cat = text(&tidelog(&["cat", "--positions", d]));
+    let lines: Vec<_> = cat.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], format!("{first}\tfirst"));
+    assert!(lines[2].ends_with("\tthird"));
+
+    let from = text(&tidelog(&[
+        "cat",
+        "--from",
+        positions.lines().nth(1).unwrap(),
+        d,
+    ]));
+    assert_eq!(from, "second\nthird\n");
+
+    let info = text(&tidelog(&["info", d]));
+    assert!(info.contains("end position"), "{info}");
+
+    let verify = text(&tidelog(&["verify", d]));
+    assert!(verify.contains("3 records"), "{verify}");
+    assert!(verify.contains("0 damaged"), "{verify}");
+}
+
+#[test]
+fn verify_reports_damage_and_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    tidelog(&[
+        "append",
+        d,
+        "aaaaaaaaaaaaaaaa",
+        "bbbbbbbbbbbbbbbb",
+        "cccccccccccccccc",
+    ]);
+    // Flip a byte of the second record (the first is at 4096, 24 bytes).
+    let seg = dir.join(format!("{:016x}.tlog", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[4096 + 24 + 10] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["verify", d])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("fails its checksum"), "{s}");
+    assert!(s.contains("2 records"), "{s}");
+}
+
+#[test]
+fn bench_runs_every_scenario_and_reports_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("latency.svg");
+    let out = tidelog(&[
+        "bench",
+        "--json",
+        "--count",
+        "20000",
+        "--large-size",
+        "65536",
+        "--large-count",
+        "20",
+        "--rate",
+        "20000",
+        "--latency-seconds",
+        "0.05",
+        "--repeat",
+        "1",
+        "--segment-mib",
+        "16",
+        "--dir",
+        tmp.path().to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let rows = report["throughput"].as_array().unwrap();
+    // throughput (5), multi (2), large (2)
+    assert_eq!(rows.len(), 9);
+    for row in rows {
+        assert!(row["records_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let tidelog_1_1 = rows
+        .iter()
+        .find(|r| r["transport"] == "tidelog" && r["producers"] == 1 && r["consumers"] == 1)
+        .unwrap();
+    assert!(tidelog_1_1["vs_pipe"].as_f64().unwrap() > 0.0);
+    let lat = report["latency"].as_array().unwrap();
+    assert_eq!(lat.len(), 7);
+    for l in lat {
+        assert_eq!(l["latency"]["samples"].as_u64().unwrap(), 1000, "{l}");
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg"), "not an SVG");
+    // The temporary logs are gone.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tidelog-bench-")
+        })
+        .collect();
+    assert!(left.is_empty(), "bench left {left:?} behind");
+}
