@@ -21,6 +21,7 @@
 //! fails, the reservation is void and the appender starts over with a new
 //! one, so a record is published exactly once and never into padding.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ use crate::{Error, Position, Result};
 
 /// Pages are pre-faulted for writing this many bytes at a time.
 const PREFAULT_CHUNK: u64 = 1 << 20;
+
+/// The largest reservation `append_batch` makes at once.
+const BATCH_BYTES: u64 = 256 << 10;
 
 /// How far past the tail [`Appender::pretouch`] prepares the log.
 pub const PRETOUCH_AHEAD: u64 = 64 << 20;
@@ -91,7 +95,7 @@ impl Appender {
     /// ```
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
         let len = self.check_len(payload.len())?;
-        self.claim_loop(len, |seg, off| {
+        self.claim_loop(frame::frame_len(len), |seg, off| {
             let mut claim = seg.map().claim(off as usize, len).ok()?;
             claim.payload_mut().copy_from_slice(payload);
             let position = seg.base() + off;
@@ -129,7 +133,7 @@ impl Appender {
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
-        let (claim, position) = self.claim_loop(len32, |seg, off| {
+        let (claim, position) = self.claim_loop(frame::frame_len(len32), |seg, off| {
             let claim = seg.shared_map().claim_owned(off as usize, len32).ok()?;
             Some((claim, seg.base() + off))
         })?;
@@ -141,6 +145,74 @@ impl Appender {
         })
     }
 
+    /// Appends records with one reservation for all of them: they are
+    /// contiguous in the log and in order, and cost one atomic add on the
+    /// shared tail word instead of one each (every record still gets its own
+    /// claim and publish, so readers see each as soon as it is complete).
+    /// Returns the positions of the first and the last record, or `None` for
+    /// an empty batch.
+    ///
+    /// Batches larger than 256 KiB are split into several reservations. If
+    /// an unblocker pads over part of a batch (its producer stalled past the
+    /// unblock timeout), the records not yet published are appended again
+    /// one by one after it, still in order.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] if any record exceeds the limit, and then
+    /// nothing is appended; otherwise the errors of [`append`](Self::append),
+    /// after which the records of earlier reservations are appended.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(dir.path())?;
+    /// let mut appender = log.appender()?;
+    /// let span = appender.append_batch(&[&b"tick 1"[..], b"tick 2", b"tick 3"])?.unwrap();
+    /// let mut reader = log.reader_at(*span.start())?;
+    /// assert_eq!(&*reader.try_next()?.unwrap(), b"tick 1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_batch<R: AsRef<[u8]>>(
+        &mut self,
+        records: &[R],
+    ) -> Result<Option<RangeInclusive<Position>>> {
+        for r in records {
+            self.check_len(r.as_ref().len())?;
+        }
+        let mut first = None;
+        let mut last = None;
+        let mut rest = records;
+        while !rest.is_empty() {
+            // The next reservation: records up to BATCH_BYTES (at least one).
+            let mut flen = 0u64;
+            let mut n = 0;
+            for r in rest {
+                let f = frame::frame_len(self.check_len(r.as_ref().len())?);
+                if n > 0 && flen + f > BATCH_BYTES {
+                    break;
+                }
+                flen += f;
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let (published, span) =
+                self.claim_loop(flen, |seg, off| publish_batch(seg, off, chunk))?;
+            if let Some((a, b)) = span {
+                first = first.or(Some(a));
+                last = Some(b);
+            }
+            // Padded over mid-batch: the rest of this chunk, one by one.
+            for r in &chunk[published..] {
+                let p = self.append(r.as_ref())?;
+                first = first.or(Some(p));
+                last = Some(p);
+            }
+        }
+        Ok(first.zip(last).map(|(a, b)| a..=b))
+    }
+
     fn check_len(&self, len: usize) -> Result<u32> {
         let max = self.log.opts.max_record_size;
         if len > max {
@@ -149,25 +221,25 @@ impl Appender {
         Ok(len as u32)
     }
 
-    /// The reservation loop shared by `append` and `reserve`: reserves a
-    /// frame for `len` payload bytes, rolling over and growing the file as
-    /// needed, then hands the segment and the frame's offset to `body`,
-    /// which claims (and maybe fills and publishes) it. `None` from `body`
-    /// means the frame was padded over by an unblocker: reserve again.
+    /// The reservation loop shared by `append`, `reserve` and
+    /// `append_batch`: reserves `flen` bytes of frames, rolling over and
+    /// growing the file as needed, then hands the segment and the offset to
+    /// `body`, which claims (and maybe fills and publishes) the frames.
+    /// `None` from `body` means the reservation was padded over by an
+    /// unblocker before anything was published: reserve again.
     #[inline]
     fn claim_loop<T>(
         &mut self,
-        len: u32,
+        flen: u64,
         mut body: impl FnMut(&Segment, u64) -> Option<T>,
     ) -> Result<T> {
-        let flen = frame::frame_len(len);
         loop {
             let seg = &*self.seg;
-            // A record that cannot fit even an empty segment of this
+            // A reservation that cannot fit even an empty segment of this
             // (possibly foreign-made) capacity would roll over forever.
             if HEADER_LEN + flen > seg.data_limit() {
                 return Err(Error::RecordTooLarge {
-                    len: len as usize,
+                    len: (flen - FRAME_HEADER_LEN) as usize,
                     max: (seg.data_limit() - HEADER_LEN - FRAME_HEADER_LEN) as usize,
                 });
             }
@@ -191,7 +263,7 @@ impl Appender {
                 match seg.prepare_write(end, self.log.opts.grow_step, PREFAULT_CHUNK) {
                     Ok(covered) => self.covered = covered,
                     Err(e) => {
-                        self.abandon(off, len);
+                        self.abandon(off, flen);
                         return Err(e);
                     }
                 }
@@ -208,11 +280,12 @@ impl Appender {
     /// allocated, the hole stays, the segment is marked dirty so that a
     /// clean close does not vouch for it, and the next recovery (or an
     /// unblocker) pads it.
-    fn abandon(&self, off: u64, len: u32) {
+    fn abandon(&self, off: u64, flen: u64) {
         let seg = &self.seg;
         let step = crate::format::PAGE;
         if seg.ensure_len(off + FRAME_HEADER_LEN, step).is_ok() {
-            let word = frame::padding_word(seg.base() + off, (frame::frame_len(len) - 8) as u32);
+            // `flen` is at most a batch (well under the padding limit).
+            let word = frame::padding_word(seg.base() + off, (flen - 8) as u32);
             if seg.map().cas_word(off as usize, 0, word).is_ok() {
                 seg.wake_readers();
                 return;
@@ -289,6 +362,52 @@ impl Appender {
     pub fn max_record_size(&self) -> usize {
         self.log.opts.max_record_size
     }
+}
+
+/// Claims, fills and publishes the frames of a batch reserved at `off`, in
+/// order. Returns how many were published and the positions of the first
+/// and last of them; `None` if the first frame was padded over (nothing
+/// published: reserve again). If a later frame was padded over, the frames
+/// after it are padded too (they are ours; an unblocker may have got there
+/// first) and left to the caller to append again.
+fn publish_batch<R: AsRef<[u8]>>(
+    seg: &Segment,
+    off: u64,
+    chunk: &[R],
+) -> Option<(usize, Option<(Position, Position)>)> {
+    let map = seg.map();
+    let mut at = off;
+    let mut span: Option<(Position, Position)> = None;
+    for (i, r) in chunk.iter().enumerate() {
+        let payload = r.as_ref();
+        let len = payload.len() as u32;
+        let position = seg.base() + at;
+        let ok = match map.claim(at as usize, len) {
+            Ok(mut claim) => {
+                claim.payload_mut().copy_from_slice(payload);
+                claim.publish(frame::data_word(position, payload)).is_ok()
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            // Give up the rest of the reservation, so that readers do not
+            // wait for it.
+            let mut pad_at = at + frame::frame_len(len);
+            for r in &chunk[i + 1..] {
+                let f = frame::frame_len(r.as_ref().len() as u32);
+                let word = frame::padding_word(seg.base() + pad_at, (f - FRAME_HEADER_LEN) as u32);
+                let _ = map.cas_word(pad_at as usize, 0, word);
+                pad_at += f;
+            }
+            seg.wake_readers();
+            return (i > 0).then_some((i, span));
+        }
+        let p = Position::from(position);
+        span = Some((span.map_or(p, |s| s.0), p));
+        at += frame::frame_len(len);
+    }
+    seg.wake_readers();
+    Some((chunk.len(), span))
 }
 
 /// Room for one record, reserved in the log and written in place. Obtained

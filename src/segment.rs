@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crossbeam_utils::CachePadded;
+
 use crate::format::frame::{self, Header};
 use crate::format::header::{
     SegmentHeader, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL, OFF_WAITERS,
@@ -46,11 +48,13 @@ pub(crate) struct Segment {
     file: File,
     map: Arc<Mapping>,
     header: SegmentHeader,
-    /// Bytes of the file known to exist: never more than its length.
-    known_len: AtomicU64,
+    /// Bytes of the file known to exist: never more than its length. Read
+    /// by every appender and reader of this process, written rarely: on its
+    /// own cache line, away from `populated`.
+    known_len: CachePadded<AtomicU64>,
     /// Bytes of the mapping whose page-table entries this process has
     /// populated for writing (page tables are per process).
-    populated: AtomicU64,
+    populated: CachePadded<AtomicU64>,
     /// Cleared if the kernel refuses `MADV_POPULATE_WRITE` (before 5.14).
     can_populate: AtomicBool,
 }
@@ -129,8 +133,8 @@ impl Segment {
             file,
             map,
             header,
-            known_len: AtomicU64::new(len.min(header.capacity)),
-            populated: AtomicU64::new(HEADER_LEN),
+            known_len: CachePadded::new(AtomicU64::new(len.min(header.capacity))),
+            populated: CachePadded::new(AtomicU64::new(HEADER_LEN)),
             can_populate: AtomicBool::new(writable),
         };
         if writable {

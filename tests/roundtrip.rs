@@ -158,3 +158,44 @@ fn reopen_continues_after_the_last_record() {
     }
     assert!(reader.try_next().unwrap().is_none());
 }
+
+#[test]
+fn batches_are_contiguous_in_order_and_cross_rollovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Options::new()
+        .segment_capacity(64 << 10)
+        .grow_step(4096)
+        .open(tmp.path())
+        .unwrap();
+    let mut a = log.appender().unwrap();
+    let mut expected = Vec::new();
+    let mut spans = Vec::new();
+    for b in 0..200u64 {
+        // Batches of 1 to 40 records, some larger than a reservation chunk
+        // in total, some crossing segment ends.
+        let batch: Vec<Vec<u8>> = (0..1 + b % 40).map(|i| payload(b, i, 2000)).collect();
+        let span = a.append_batch(&batch).unwrap().unwrap();
+        assert!(span.start() <= span.end());
+        spans.push(span);
+        expected.extend(batch);
+    }
+    assert!(a.append_batch::<&[u8]>(&[]).unwrap().is_none());
+    assert!(log.segments().unwrap().len() > 20);
+    assert!(spans.windows(2).all(|w| w[0].end() < w[1].start()));
+    let mut reader = log.reader();
+    for (i, e) in expected.iter().enumerate() {
+        let r = reader
+            .try_next()
+            .unwrap()
+            .unwrap_or_else(|| panic!("record {i} missing"));
+        assert_eq!(&*r, &e[..], "record {i}");
+    }
+    assert!(reader.try_next().unwrap().is_none());
+    // A record over the limit fails the whole batch: nothing is appended.
+    let too_big = vec![0u8; log.max_record_size() + 1];
+    let err = a
+        .append_batch(&[&b"not kept"[..], &too_big[..]])
+        .unwrap_err();
+    assert!(matches!(err, tidelog::Error::RecordTooLarge { .. }));
+    assert!(reader.try_next().unwrap().is_none());
+}

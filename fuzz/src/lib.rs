@@ -317,6 +317,11 @@ pub enum Op {
     Append { len: u16, fill: u8 },
     /// Append records near the size limit, forcing rollovers.
     AppendBig { count: u8, fill: u8 },
+    /// Append a batch of `count % 8` records in one reservation.
+    AppendBatch { count: u8, len: u16, fill: u8 },
+    /// Reserve a record, fill it in place, then commit it or (if `drop`)
+    /// drop it, which must leave nothing behind.
+    Reserve { len: u16, fill: u8, drop: bool },
     /// Read up to `n` records with the long-lived reader.
     Read { n: u8 },
     /// Start a reader at the position of record `index % len`.
@@ -416,6 +421,41 @@ pub fn ops(data: &[u8]) {
                     let rec = vec![fill.wrapping_add(i); max - usize::from(i)];
                     let pos = appender.append(&rec).unwrap();
                     h.model.push((pos, rec));
+                }
+            }
+            Op::AppendBatch { count, len, fill } => {
+                let batch: Vec<Vec<u8>> = (0..count % 8)
+                    .map(|i| {
+                        vec![fill.wrapping_add(i); (usize::from(len) + usize::from(i) * 97) % 3000]
+                    })
+                    .collect();
+                match appender.append_batch(&batch).unwrap() {
+                    Some(span) => {
+                        let first = h.model.len();
+                        for rec in batch {
+                            // Positions are filled in from a read below.
+                            h.model.push((Position::from(0), rec));
+                        }
+                        // The batch is contiguous: read it back from its start.
+                        let mut r = h.log().reader_at(*span.start()).unwrap();
+                        for (i, slot) in h.model[first..].iter_mut().enumerate() {
+                            let got = r.try_next().unwrap().unwrap();
+                            assert_eq!(&*got, &slot.1[..], "batch record {i}");
+                            slot.0 = got.position();
+                        }
+                        assert_eq!(h.model.last().unwrap().0, *span.end());
+                    }
+                    None => assert!(batch.is_empty()),
+                }
+            }
+            Op::Reserve { len, fill, drop } => {
+                let len = usize::from(len) % 2048;
+                let mut r = appender.reserve(len).unwrap();
+                assert!(r.iter().all(|&b| b == 0), "a reservation starts zeroed");
+                r.fill(fill);
+                if !drop {
+                    let pos = r.commit().unwrap();
+                    h.model.push((pos, vec![fill; len]));
                 }
             }
             Op::Read { n } => {
