@@ -145,12 +145,12 @@ impl Appender {
         })
     }
 
-    /// Appends records with one reservation for all of them: they are
-    /// contiguous in the log and in order, and cost one atomic add on the
-    /// shared tail word instead of one each (every record still gets its own
-    /// claim and publish, so readers see each as soon as it is complete).
-    /// Returns the positions of the first and the last record, or `None` for
-    /// an empty batch.
+    /// Appends records in order, with one reservation for up to 256 KiB of
+    /// them: the records of one reservation are contiguous in the log and
+    /// cost one atomic add on the shared tail word instead of one each
+    /// (every record still gets its own claim and publish, so readers see
+    /// each as soon as it is complete). Returns the positions of the first
+    /// and the last record, or `None` for an empty batch.
     ///
     /// Batches larger than 256 KiB are split into several reservations. If
     /// an unblocker pads over part of a batch (its producer stalled past the
@@ -159,8 +159,9 @@ impl Appender {
     ///
     /// # Errors
     /// [`Error::RecordTooLarge`] if any record exceeds the limit, and then
-    /// nothing is appended; otherwise the errors of [`append`](Self::append),
-    /// after which the records of earlier reservations are appended.
+    /// nothing is appended. Otherwise the errors of [`append`](Self::append)
+    /// (a full disk, I/O): what was appended before the error is a prefix of
+    /// the batch, in order, which a reader of the log sees.
     ///
     /// ```
     /// # fn main() -> Result<(), tidelog::Error> {
@@ -177,19 +178,23 @@ impl Appender {
         &mut self,
         records: &[R],
     ) -> Result<Option<RangeInclusive<Position>>> {
-        for r in records {
-            self.check_len(r.as_ref().len())?;
+        // `as_ref` once per record: every pass below must see the same bytes.
+        let slices: Vec<&[u8]> = records.iter().map(AsRef::as_ref).collect();
+        for r in &slices {
+            self.check_len(r.len())?;
         }
         let mut first = None;
         let mut last = None;
-        let mut rest = records;
+        let mut rest = &slices[..];
         while !rest.is_empty() {
-            // The next reservation: records up to BATCH_BYTES (at least one).
+            // The next reservation: records up to BATCH_BYTES, and no more
+            // than an empty segment holds (at least one record).
+            let most = BATCH_BYTES.min(self.seg.data_limit() - HEADER_LEN - FRAME_HEADER_LEN);
             let mut flen = 0u64;
             let mut n = 0;
             for r in rest {
-                let f = frame::frame_len(self.check_len(r.as_ref().len())?);
-                if n > 0 && flen + f > BATCH_BYTES {
+                let f = frame::frame_len(r.len() as u32);
+                if n > 0 && flen + f > most {
                     break;
                 }
                 flen += f;
@@ -205,7 +210,7 @@ impl Appender {
             }
             // Padded over mid-batch: the rest of this chunk, one by one.
             for r in &chunk[published..] {
-                let p = self.append(r.as_ref())?;
+                let p = self.append(r)?;
                 first = first.or(Some(p));
                 last = Some(p);
             }
@@ -260,7 +265,7 @@ impl Appender {
                 });
             }
             if end > self.covered {
-                match seg.prepare_write(end, self.log.opts.grow_step, PREFAULT_CHUNK) {
+                match seg.prepare_write(off, end, self.log.opts.grow_step, PREFAULT_CHUNK) {
                     Ok(covered) => self.covered = covered,
                     Err(e) => {
                         self.abandon(off, flen);
@@ -349,12 +354,18 @@ impl Appender {
     pub fn pretouch(&mut self) -> Result<bool> {
         let seg = &*self.seg;
         let tail = seg.reserved_end();
+        // A full segment: the next appends go to its successor, which the
+        // first of them creates.
+        if tail >= seg.data_limit() {
+            return Ok(false);
+        }
         let target = (tail + PRETOUCH_AHEAD).min(seg.data_limit());
         if self.covered >= target {
             return Ok(false);
         }
-        let next = (self.covered.max(tail) + PRETOUCH_CHUNK).min(target);
-        self.covered = seg.prepare_write(next, self.log.opts.grow_step, PRETOUCH_CHUNK)?;
+        let from = self.covered.max(tail);
+        let next = (from + PRETOUCH_CHUNK).min(target);
+        self.covered = seg.prepare_write(from, next, self.log.opts.grow_step, PRETOUCH_CHUNK)?;
         Ok(true)
     }
 
@@ -370,16 +381,15 @@ impl Appender {
 /// published: reserve again). If a later frame was padded over, the frames
 /// after it are padded too (they are ours; an unblocker may have got there
 /// first) and left to the caller to append again.
-fn publish_batch<R: AsRef<[u8]>>(
+fn publish_batch(
     seg: &Segment,
     off: u64,
-    chunk: &[R],
+    chunk: &[&[u8]],
 ) -> Option<(usize, Option<(Position, Position)>)> {
     let map = seg.map();
     let mut at = off;
     let mut span: Option<(Position, Position)> = None;
-    for (i, r) in chunk.iter().enumerate() {
-        let payload = r.as_ref();
+    for (i, &payload) in chunk.iter().enumerate() {
         let len = payload.len() as u32;
         let position = seg.base() + at;
         let ok = match map.claim(at as usize, len) {
@@ -394,7 +404,7 @@ fn publish_batch<R: AsRef<[u8]>>(
             // wait for it.
             let mut pad_at = at + frame::frame_len(len);
             for r in &chunk[i + 1..] {
-                let f = frame::frame_len(r.as_ref().len() as u32);
+                let f = frame::frame_len(r.len() as u32);
                 let word = frame::padding_word(seg.base() + pad_at, (f - FRAME_HEADER_LEN) as u32);
                 let _ = map.cas_word(pad_at as usize, 0, word);
                 pad_at += f;

@@ -474,6 +474,30 @@ pub(crate) fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// Nanoseconds on the monotonic clock. `precise: false` reads
+/// `CLOCK_MONOTONIC_COARSE` (a few nanoseconds through the vDSO, resolution
+/// of a scheduler tick), for timeouts of many milliseconds checked on every
+/// poll of a spinning reader.
+pub(crate) fn now_ns(precise: bool) -> u64 {
+    let clock = if precise {
+        libc::CLOCK_MONOTONIC
+    } else {
+        libc::CLOCK_MONOTONIC_COARSE
+    };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; both clocks exist on every Linux this builds for, so the call
+    // cannot fail (and on failure `ts` stays zero, which only delays an
+    // unblock).
+    unsafe {
+        libc::clock_gettime(clock, &mut ts);
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 /// The system's page size.
 pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions and touches no memory of ours.

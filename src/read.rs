@@ -104,19 +104,15 @@ impl AsRef<[u8]> for Record<'_> {
 }
 
 /// The unblocker's clock: where the reader has been waiting, the header
-/// word it saw there, how many polls found it unchanged, and since when
-/// (read from the clock only after `CLOCK_EVERY` polls, so that a reader
-/// that finds new records as fast as it looks never reads the clock).
+/// word it saw there, since when that frame has been seen reserved and
+/// unchanged, and when the reader last looked at the tail.
 #[derive(Debug, Clone, Copy)]
 struct Blocked {
     position: u64,
     word: u64,
-    polls: u32,
-    since: Option<Instant>,
+    since: Option<u64>,
+    checked_at: Option<u64>,
 }
-
-/// Polls between looks at the clock while blocked.
-const CLOCK_EVERY: u32 = 256;
 
 /// The outcome of one step of the reader's state machine.
 enum Step {
@@ -365,33 +361,42 @@ impl Reader {
             _ => 0,
         };
         let key = self.seg.base() + off;
-        if !timeout.is_zero() {
-            match &mut self.blocked {
-                Some(b) if b.position == key && b.word == word => {
-                    b.polls = b.polls.wrapping_add(1);
-                    if b.polls % CLOCK_EVERY != 0 {
-                        return Ok(false);
-                    }
-                    let now = Instant::now();
-                    match b.since {
-                        None => {
-                            b.since = Some(now);
-                            return Ok(false);
-                        }
-                        Some(since) if now.duration_since(since) < timeout => return Ok(false),
-                        Some(_) => {}
-                    }
-                }
-                _ => {
-                    self.blocked = Some(Blocked {
-                        position: key,
-                        word,
-                        polls: 0,
-                        since: None,
-                    });
-                    return Ok(false);
-                }
+        let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        // Timeouts of seconds do not need a precise clock; the coarse one
+        // costs a few nanoseconds, so a spinning reader can look every poll.
+        let now = crate::map::now_ns(timeout < Duration::from_millis(20));
+        let b = match &mut self.blocked {
+            Some(b) if b.position == key && b.word == word => b,
+            slot => slot.insert(Blocked {
+                position: key,
+                word,
+                since: None,
+                checked_at: None,
+            }),
+        };
+        // The tail word is a contended cache line: look at it at most every
+        // quarter of the timeout (and at most every millisecond).
+        let interval = (timeout_ns / 4).min(1_000_000);
+        if b.checked_at
+            .is_some_and(|at| now.saturating_sub(at) < interval)
+        {
+            return Ok(false);
+        }
+        b.checked_at = Some(now);
+        // At the tail of an idle log nothing is late: the clock starts only
+        // once the frame is seen reserved, so a writer that reserves after a
+        // long quiet spell still gets the whole timeout.
+        if word == 0 && off >= self.seg.reserved_end() {
+            b.since = None;
+            return Ok(false);
+        }
+        match b.since {
+            None if !timeout.is_zero() => {
+                b.since = Some(now);
+                return Ok(false);
             }
+            Some(since) if now.saturating_sub(since) < timeout_ns => return Ok(false),
+            _ => {}
         }
         self.blocked = None;
         let seg = Arc::clone(&self.seg);
@@ -478,11 +483,10 @@ impl Reader {
     /// (sequentially consistent) and wakes if it is non-zero. Either the
     /// appender sees the registration, or the re-check sees the frame.
     fn park(&mut self, timeout: Option<Duration>) {
-        // A parked reader polls rarely: start the unblocker's clock now (if
-        // it has not started) and have the next poll look at it.
+        // A parked reader polls rarely: have its next poll look at the
+        // unblocker's clock.
         if let Some(b) = &mut self.blocked {
-            b.since.get_or_insert_with(Instant::now);
-            b.polls = CLOCK_EVERY - 1;
+            b.checked_at = None;
         }
         let seg = Arc::clone(&self.seg);
         let map = seg.map();

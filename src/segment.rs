@@ -365,7 +365,10 @@ impl Segment {
     }
 
     /// Makes the file cover offsets below `end` (see [`ensure_len`]) and
-    /// pre-faults the pages there for writing, in `chunk`-sized steps, so
+    /// pre-faults the pages from `start` up to there for writing (rounded up
+    /// to `chunk`); pages below `start` belong to frames other appenders
+    /// (maybe in other processes) wrote, which this process does not need
+    /// mapped. Pre-faulting spares appends a page fault per 4 KiB page, so
     /// that appends store into mapped pages instead of taking a page fault
     /// per 4 KiB page. On this class of machine a write fault on a fresh
     /// page of a shared file mapping costs about 9 us; populating the same
@@ -373,7 +376,7 @@ impl Segment {
     /// offset below which both hold.
     ///
     /// [`ensure_len`]: Self::ensure_len
-    pub(crate) fn prepare_write(&self, end: u64, step: u64, chunk: u64) -> Result<u64> {
+    pub(crate) fn prepare_write(&self, start: u64, end: u64, step: u64, chunk: u64) -> Result<u64> {
         let known = self.ensure_len(end, step)?;
         if !self.can_populate.load(Ordering::Relaxed) {
             return Ok(known);
@@ -383,7 +386,7 @@ impl Segment {
             return Ok(populated.min(known));
         }
         let target = align_up(end, chunk).unwrap_or(known).min(known);
-        let from = populated & !(PAGE - 1);
+        let from = populated.max(start) & !(PAGE - 1);
         match self
             .map
             .populate_write(from as usize, (target - from) as usize)

@@ -29,9 +29,12 @@ pub fn create(path: &Path) -> Result<()> {
 }
 
 fn counter(map: &MmapRaw) -> &AtomicU64 {
-    // SAFETY: the mapping is at least one page long (checked by `map`), its
-    // base is page-aligned, and the first word is only ever accessed through
-    // this atomic, by the producer (store) and the consumer (load).
+    // SAFETY: the mapping is at least one page long (`map` maps DATA bytes
+    // more than the capacity), its base is page-aligned, and the first word
+    // is only ever accessed through this atomic: stored by the producer,
+    // loaded by the consumer. The consumer's mapping is read-only, which
+    // std allows for atomic loads of lock-free atomics (no store is ever made
+    // through it).
     unsafe { AtomicU64::from_ptr(map.as_mut_ptr().cast::<u64>()) }
 }
 
@@ -57,15 +60,54 @@ pub struct RawProducer {
 }
 
 impl RawProducer {
+    /// Opens the producer side and prepares the first 64 MiB (grown and
+    /// pre-faulted), as the tidelog producer does before the clock starts.
     pub fn open(path: &Path, capacity: u64) -> Result<Self> {
         let (file, map) = map(path, capacity, true)?;
-        Ok(Self {
+        let mut p = Self {
             file,
             map,
             written: DATA,
             grown: DATA,
             populated: DATA,
-        })
+        };
+        let ahead = (DATA + GROW).min(p.map.len() as u64);
+        while p.populated < ahead {
+            p.prepare(p.populated + PREFAULT)?;
+        }
+        Ok(p)
+    }
+
+    /// Grows the file and pre-faults pages up to `end`, in `PREFAULT`
+    /// steps. Where the kernel cannot pre-fault, writes take the faults.
+    fn prepare(&mut self, end: u64) -> Result<()> {
+        let end = end.min(self.map.len() as u64);
+        if end > self.grown {
+            let to = (end.div_ceil(GROW) * GROW).min(self.map.len() as u64);
+            rustix::fs::fallocate(
+                &self.file,
+                rustix::fs::FallocateFlags::empty(),
+                self.grown,
+                to - self.grown,
+            )?;
+            self.grown = to;
+        }
+        let to = (end.div_ceil(PREFAULT) * PREFAULT).min(self.grown);
+        let from = self.populated & !4095;
+        let _ = self
+            .map
+            .advise_range(Advice::PopulateWrite, from as usize, (to - from) as usize);
+        self.populated = to;
+        Ok(())
+    }
+
+    /// Keeps a 64 MiB window ahead of the writes prepared, 16 KiB per call,
+    /// like `Appender::pretouch`.
+    pub fn idle(&mut self) -> Result<()> {
+        if self.populated < self.written + GROW && self.populated < self.map.len() as u64 {
+            self.prepare(self.populated + (16 << 10))?;
+        }
+        Ok(())
     }
 
     pub fn push(&mut self, record: &[u8]) -> Result<()> {
@@ -74,21 +116,7 @@ impl RawProducer {
             return Err("raw mapping full".into());
         }
         if end > self.populated {
-            if end > self.grown {
-                let to = (end.div_ceil(GROW) * GROW).min(self.map.len() as u64);
-                rustix::fs::fallocate(
-                    &self.file,
-                    rustix::fs::FallocateFlags::empty(),
-                    self.grown,
-                    to - self.grown,
-                )?;
-                self.grown = to;
-            }
-            let to = (end.div_ceil(PREFAULT) * PREFAULT).min(self.grown);
-            let from = self.populated & !4095;
-            self.map
-                .advise_range(Advice::PopulateWrite, from as usize, (to - from) as usize)?;
-            self.populated = to;
+            self.prepare(end)?;
         }
         // SAFETY: `written..end` is inside the mapping (checked above) and
         // inside the file (grown above); only this producer writes there, and
@@ -134,6 +162,9 @@ impl RawConsumer {
     /// Waits (spinning) for the next record and hands it to `f`.
     pub fn pop(&mut self, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let end = self.read + self.size;
+        if end > self.map.len() as u64 {
+            return Err("raw run longer than its mapping".into());
+        }
         let c = counter(&self.map);
         while self.known < end {
             self.known = c.load(Ordering::Acquire);
@@ -143,7 +174,8 @@ impl RawConsumer {
         }
         // SAFETY: an Acquire load saw the producer publish `end`, so the
         // bytes below it are written (the producer's copy happens-before its
-        // Release store), inside the file and the mapping, and never written
+        // Release store), inside the file (the producer grows it before it
+        // writes) and inside the mapping (checked above), and never written
         // again.
         let record = unsafe {
             std::slice::from_raw_parts(

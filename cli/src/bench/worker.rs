@@ -184,6 +184,9 @@ impl Sink for RawProducer {
         self.push(record)?;
         Ok(())
     }
+    fn idle(&mut self) -> Result<()> {
+        RawProducer::idle(self)
+    }
 }
 
 impl Source for RawConsumer {
@@ -301,6 +304,9 @@ fn produce(args: &WorkerArgs, sink: &mut dyn Sink) -> Result<ExitCode> {
         };
         record[8..16].copy_from_slice(&seq.to_le_bytes());
         record[16..24].copy_from_slice(&stamp.to_le_bytes());
+        // The body is produced for every record and checked byte by byte
+        // by every consumer, whatever the transport.
+        record[RECORD_HEADER..].fill(seq as u8);
         sink.send(&record)?;
     }
     let end = now_ns();
@@ -340,11 +346,17 @@ fn consume(args: &WorkerArgs, mut source: Box<dyn Source>, announce: bool) -> Re
     let size = args.size;
     let latency = args.latency;
     let mut check = |r: &[u8]| -> Result<()> {
+        if r.len() != size {
+            return Err(format!("record of {} bytes, expected {size}", r.len()).into());
+        }
         let word = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().unwrap_or_default());
         let id = u32::from_le_bytes(r[..4].try_into().unwrap_or_default()) as usize;
         let seq = word(8);
-        if r.len() != size || id >= expected.len() || seq != expected[id] {
+        if id >= expected.len() || seq != expected[id] {
             return Err(format!("record out of order: producer {id} seq {seq}").into());
+        }
+        if r[RECORD_HEADER..].iter().any(|&b| b != seq as u8) {
+            return Err(format!("record body damaged: producer {id} seq {seq}").into());
         }
         expected[id] += 1;
         if latency {
