@@ -280,7 +280,18 @@ impl Reader {
                     return Ok(Step::Record { off, len });
                 }
                 Ok(Slot::Control(Header::Padding { len })) => {
-                    self.off = off + frame::frame_len(len);
+                    // Padding only ever covers reserved space, and the tail
+                    // never moves back below it: padding that runs past the
+                    // tail (or the segment) is not one a writer made, and
+                    // following it would skip everything after it.
+                    let next = off + frame::frame_len(len);
+                    if next > self.seg.reserved_end() {
+                        return Err(Error::CorruptFrame {
+                            position: Position::from(pos),
+                            reason: "padding runs past the end of the reserved space",
+                        });
+                    }
+                    self.off = next;
                 }
                 Ok(Slot::Control(Header::End)) => {
                     // The end marker is written by the appender whose

@@ -269,35 +269,6 @@ pub fn recover(data: &[u8]) {
     drop(log);
 
     let log = options().open(&dir).unwrap();
-    if std::env::var("TIDELOG_FUZZ_DEBUG").is_ok() {
-        eprintln!(
-            "mode {mode:#x} tail {tail} natural {natural_tail} file_len {file_len} body {}",
-            body.len()
-        );
-        eprintln!(
-            "before {:?}",
-            before
-                .iter()
-                .map(|(p, b)| (*p, b.len()))
-                .collect::<Vec<_>>()
-        );
-        eprintln!(
-            "after {:?}",
-            after.iter().map(|(p, b)| (*p, b.len())).collect::<Vec<_>>()
-        );
-        eprintln!(
-            "segments {:?} recovery {:?}",
-            log.segments().unwrap(),
-            log.recovery()
-        );
-        let img = fs::read(&path).unwrap();
-        let mut off = 4096usize;
-        while off + 8 <= img.len().min(4096 + 1024) {
-            let w = u64::from_le_bytes(img[off..off + 8].try_into().unwrap());
-            eprintln!("  {off}: {:?}", frame::decode(w, off as u64));
-            off += 8;
-        }
-    }
     let (again, _) = drain(&mut log.reader(), None, 100_000);
     assert_eq!(
         &again[..after.len()],
