@@ -17,7 +17,7 @@ use crate::format::header::{SegmentHeader, STATE_SEALED};
 use crate::format::HEADER_LEN;
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
-use crate::segment::{self, Segment};
+use crate::segment::{self, Segment, Start};
 use crate::{Error, Options, Position, Result};
 
 /// Lock file every process with the log open for writing holds shared; an
@@ -281,6 +281,14 @@ impl Log {
     /// after one ([`Record::next_position`](crate::Record::next_position)),
     /// or [`end_position`](Self::end_position).
     ///
+    /// The position is checked on copies of the file (`pread`) before the
+    /// reader touches the mapping there. A published frame is checked by its
+    /// CRC, which covers the position. A position whose frame is not
+    /// published yet (an unwritten word below the tail) cannot be told from
+    /// a zero word inside some record: the reader then waits, looking only at
+    /// file copies and never unblocking, until a frame is published there,
+    /// and reports [`Error::InvalidPosition`] if what appears is not a frame.
+    ///
     /// # Errors
     /// [`Error::InvalidPosition`] for a position outside the log or not at a
     /// frame boundary.
@@ -311,10 +319,16 @@ impl Log {
         if off > seg.reserved_end() {
             return Err(invalid("beyond the end of the log"));
         }
-        if !seg.is_frame_start(off)? {
-            return Err(invalid("not the start of a valid frame"));
+        let verified = match seg.probe_start(off)? {
+            Start::Boundary => true,
+            Start::Unknown => false,
+            Start::NotAFrame => return Err(invalid("not the start of a valid frame")),
+        };
+        let mut reader = Reader::new(Arc::clone(&self.inner), seg, off);
+        if !verified {
+            reader.start_unverified();
         }
-        Ok(Reader::new(Arc::clone(&self.inner), seg, off))
+        Ok(reader)
     }
 
     /// The position the next record appended will have, unless appends in

@@ -19,7 +19,9 @@
 //!    the unblocker, so a claim is exclusive; no reader looks at payload bytes
 //!    before the header is published.
 //! 3. A payload is read as `&[u8]` only after an Acquire load of its header
-//!    word showed a published data frame. Published frames are never written
+//!    word, at an offset known to be a frame boundary, showed a published
+//!    data frame. (Offsets a caller makes up are checked on `pread` copies
+//!    before the mapping is read there: see `Segment::probe_start`.) Published frames are never written
 //!    again by any tidelog process, so the shared borrow is never aliased by a
 //!    write.
 //!
@@ -329,9 +331,12 @@ impl Mapping {
                 if frame_end > readable_end {
                     return Err(SlotError::Beyond { end: frame_end });
                 }
-                // SAFETY: the Acquire load above saw a published data header,
-                // so the writer's payload stores happen-before this point (the
-                // publish CAS is a release). `start..end` is inside the mapping
+                // SAFETY: callers pass frame boundaries only: offsets reached
+                // by walking frames from a segment's first frame, or checked
+                // on `pread` copies first (`Segment::probe_start`, the
+                // damage search). At a boundary, the Acquire load above saw a
+                // published data header, so the writer's payload stores
+                // happen-before this point (the publish CAS is a release). `start..end` is inside the mapping
                 // and inside the file (`frame_end <= readable_end`, which the
                 // caller keeps within the file's length). Published frames are
                 // never written again (module docs, point 3), so a shared

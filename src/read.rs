@@ -11,7 +11,7 @@ use crate::format::header::{OFF_NOTIFY_SEQ, OFF_WAITERS};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::log::Inner;
 use crate::map::{Slot, SlotError};
-use crate::segment::Segment;
+use crate::segment::{Segment, Start};
 use crate::{Error, Position, Result};
 
 /// How a reader waits for records that have not been appended yet.
@@ -38,6 +38,9 @@ impl Default for WaitStrategy {
     }
 }
 
+/// Bytes `skip_damaged` may checksum in one search.
+const SKIP_BUDGET: u64 = 256 << 20;
+
 /// Parked readers of read-only logs cannot register for wake-ups (that
 /// would write to the log), so they re-check at this interval.
 const READ_ONLY_PARK: Duration = Duration::from_millis(1);
@@ -59,6 +62,12 @@ pub struct Reader {
     /// Where the reader has been waiting behind an unpublished frame, the
     /// header word it saw there and since when: the unblocker's clock.
     blocked: Option<Blocked>,
+    /// Started (by `Log::reader_at`) at a position that may not be a frame
+    /// boundary: an unwritten word below the tail could be a frame not
+    /// published yet or a zero word inside a record. Until a frame is
+    /// published there, the reader looks only at `pread` copies, never
+    /// through the mapping, and never unblocks.
+    unverified: bool,
 }
 
 /// A record borrowed from the log's mapping: no copy is made.
@@ -132,7 +141,12 @@ impl Reader {
             readable: 0,
             wait: WaitStrategy::default(),
             blocked: None,
+            unverified: false,
         }
+    }
+
+    pub(crate) fn start_unverified(&mut self) {
+        self.unverified = true;
     }
 
     /// Sets how [`next_timeout`](Self::next_timeout) and
@@ -205,13 +219,16 @@ impl Reader {
     /// I/O errors.
     pub fn skip_damaged(&mut self) -> Result<Position> {
         let to = self.seg.reserved_end().min(self.seg.file_len()?);
-        let mut budget = u64::MAX;
+        // Bounded like recovery's search, so hostile input cannot make it
+        // quadratic; when it runs out, the reader stays where it is.
+        let mut budget = SKIP_BUDGET;
         if let Some(q) = self
             .seg
             .find_valid(self.off + FRAME_HEADER_LEN, to, &mut budget)?
         {
             if q < to || to == self.seg.capacity() {
                 self.off = q;
+                self.unverified = false;
             }
         }
         Ok(self.position())
@@ -253,6 +270,18 @@ impl Reader {
                 match self.seg.readable_len(off + FRAME_HEADER_LEN)? {
                     Some(len) => self.readable = len,
                     None => return Ok(Step::Pending),
+                }
+            }
+            if self.unverified {
+                match self.seg.probe_start(off)? {
+                    Start::Boundary => self.unverified = false,
+                    Start::Unknown => return Ok(Step::Pending),
+                    Start::NotAFrame => {
+                        return Err(Error::InvalidPosition {
+                            position: Position::from(pos),
+                            reason: "not the start of a frame of this log",
+                        })
+                    }
                 }
             }
             match self
@@ -530,6 +559,10 @@ impl Reader {
     /// Whether the frame at the reader's position is still waiting for an
     /// appender (after the reader registered as a waiter).
     fn readiness(&self) -> Readiness {
+        if self.unverified {
+            // Not a known boundary: do not read it through the mapping.
+            return Readiness::Poll;
+        }
         let off = self.off;
         let end = off + FRAME_HEADER_LEN;
         if end > self.seg.capacity() {

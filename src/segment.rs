@@ -59,6 +59,19 @@ pub(crate) struct Segment {
     can_populate: AtomicBool,
 }
 
+/// What [`Segment::probe_start`] found at a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// A frame boundary: a frame valid on its own, or a boundary by
+    /// construction.
+    Boundary,
+    /// An unwritten or in-progress word below the tail: a boundary whose
+    /// frame is not published yet, or not a boundary at all.
+    Unknown,
+    /// Not the start of a frame.
+    NotAFrame,
+}
+
 /// What recovery found and did in one segment.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Recovery {
@@ -697,21 +710,31 @@ impl Segment {
         Ok(done)
     }
 
-    /// Validates a position given by a caller as the start of a frame: a
-    /// frame that is valid on its own (checked on a `pread` copy), or an
-    /// unwritten or in-progress frame below the tail (a record boundary not
-    /// published yet, such as a record's `next_position`).
-    pub(crate) fn is_frame_start(&self, off: u64) -> Result<bool> {
+    /// What a position given by a caller (`Log::reader_at`) is, judged on
+    /// `pread` copies so that nothing is read through the mapping before the
+    /// position is known to be a frame boundary.
+    pub(crate) fn probe_start(&self, off: u64) -> Result<Start> {
+        // The first frame of a segment and the tail are boundaries by
+        // construction (the tail only grows, by whole frames).
+        if off == HEADER_LEN || off == self.reserved_end() {
+            return Ok(Start::Boundary);
+        }
         let mut word = [0u8; 8];
         if self.read_at(&mut word, off)? < 8 {
-            return Ok(off == self.reserved_end());
+            return Ok(Start::NotAFrame);
         }
         let pos = self.base() + off;
         Ok(match frame::decode(u64::from_le_bytes(word), pos) {
-            Ok(Header::Empty | Header::InProgress { .. }) => off <= self.reserved_end(),
-            Ok(Header::Data { .. }) => self.check_data_copy(off)?,
-            Ok(Header::Padding { .. } | Header::End) => true,
-            Err(_) => false,
+            // A reserved frame not published yet, or a zero word inside some
+            // record's payload: only its publication will tell.
+            Ok(Header::Empty | Header::InProgress { .. }) if off < self.reserved_end() => {
+                Start::Unknown
+            }
+            Ok(Header::Data { .. }) if self.check_data_copy(off)? => Start::Boundary,
+            // Their checksums cover the position: a payload does not produce
+            // one by accident.
+            Ok(Header::Padding { .. } | Header::End) => Start::Boundary,
+            _ => Start::NotAFrame,
         })
     }
 
@@ -722,7 +745,8 @@ impl Segment {
         let Ok(Header::Data { len, crc }) = frame::decode(u64::from_le_bytes(word), pos) else {
             return Ok(false);
         };
-        if off + frame::frame_len(len) > self.data_limit() {
+        let end = off + frame::frame_len(len);
+        if end > self.data_limit() || end > self.file_len()? {
             return Ok(false);
         }
         let mut payload = vec![0u8; len as usize];

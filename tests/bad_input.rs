@@ -263,3 +263,52 @@ fn a_header_claiming_more_than_the_file_holds_is_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_position_inside_a_record_never_damages_it() {
+    // A made-up position that lands on a zero word inside a published
+    // record looks like an unwritten frame. A reader started there with write
+    // access and an unblock timeout of zero must not pad it over (that would
+    // corrupt an acknowledged record), and must not hand out its bytes.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Options::new()
+        .unblock_timeout(std::time::Duration::ZERO)
+        .open(tmp.path())
+        .unwrap();
+    let mut a = log.appender().unwrap();
+    let record = [0u8; 256];
+    let pos = a.append(&record).unwrap();
+    a.append(b"after").unwrap();
+    let inside = Position::from(u64::from(pos) + 8 + 64);
+    let mut bogus = log.reader_at(inside).unwrap();
+    for _ in 0..1000 {
+        assert!(bogus.try_next().unwrap().is_none());
+    }
+    assert!(bogus
+        .next_timeout(std::time::Duration::from_millis(20))
+        .unwrap()
+        .is_none());
+    let mut reader = log.reader_at(pos).unwrap();
+    assert_eq!(&*reader.try_next().unwrap().unwrap(), &record[..]);
+    assert_eq!(&*reader.try_next().unwrap().unwrap(), b"after");
+}
+
+#[test]
+fn a_reader_at_an_unpublished_next_position_reads_it_once_published() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path()).unwrap();
+    let mut a = log.appender().unwrap();
+    a.append(b"one").unwrap();
+    // Reserve the next frame, so its position is below the tail but
+    // unwritten, and start a reader there.
+    let mut r = a.reserve(3).unwrap();
+    let next = r.position();
+    // Another appender makes the tail move past it.
+    log.appender().unwrap().append(b"three").unwrap();
+    let mut reader = log.reader_at(next).unwrap();
+    assert!(reader.try_next().unwrap().is_none());
+    r.copy_from_slice(b"two");
+    assert_eq!(r.commit().unwrap(), next);
+    assert_eq!(&*reader.try_next().unwrap().unwrap(), b"two");
+    assert_eq!(&*reader.try_next().unwrap().unwrap(), b"three");
+}

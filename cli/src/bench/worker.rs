@@ -309,13 +309,14 @@ fn produce(args: &WorkerArgs, sink: &mut dyn Sink) -> Result<ExitCode> {
         record[RECORD_HEADER..].fill(seq as u8);
         sink.send(&record)?;
     }
-    let end = now_ns();
-    say(&format!("done {start} {end}"))?;
-    if floor {
-        say(&format!(
-            "latency {}",
-            Latency::from_histogram(&hist).encode()
-        ))?;
+    report(start, floor.then_some(&hist))
+}
+
+/// The worker's last words: its start and end time, and its latencies.
+fn report(start: u64, latencies: Option<&Histogram<u64>>) -> Result<ExitCode> {
+    say(&format!("done {start} {}", now_ns()))?;
+    if let Some(h) = latencies {
+        say(&format!("latency {}", Latency::from_histogram(h).encode()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -331,8 +332,7 @@ fn spin_alongside(args: &WorkerArgs) -> Result<ExitCode> {
     while now_ns() < until {
         std::hint::spin_loop();
     }
-    say(&format!("done {start} {}", now_ns()))?;
-    Ok(ExitCode::SUCCESS)
+    report(start, None)
 }
 
 fn consume(args: &WorkerArgs, mut source: Box<dyn Source>, announce: bool) -> Result<ExitCode> {
@@ -373,15 +373,8 @@ fn consume(args: &WorkerArgs, mut source: Box<dyn Source>, announce: bool) -> Re
     for _ in 0..args.count {
         source.recv(&mut check)?;
     }
-    let end = now_ns();
-    say(&format!("done {start} {end}"))?;
-    if latency {
-        say(&format!(
-            "latency {}",
-            Latency::from_histogram(&hist).encode()
-        ))?;
-    }
+    let code = report(start, latency.then_some(&hist))?;
     // Let a blocked writer on the other end finish before we go.
     std::thread::sleep(Duration::from_millis(1));
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
