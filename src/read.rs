@@ -58,6 +58,10 @@ pub struct Reader {
     off: u64,
     /// File length known to exist (a private copy of the segment's).
     readable: u64,
+    /// The segment's tail word as last loaded: every published frame ends
+    /// at or below it, so the reader reloads the shared (contended) word
+    /// only when a frame ends past this copy.
+    tail_seen: u64,
     wait: WaitStrategy,
     /// Where the reader has been waiting behind an unpublished frame, the
     /// header word it saw there and since when: the unblocker's clock.
@@ -139,6 +143,7 @@ impl Reader {
             seg,
             off,
             readable: 0,
+            tail_seen: 0,
             wait: WaitStrategy::default(),
             blocked: None,
             unverified: false,
@@ -304,6 +309,21 @@ impl Reader {
                             position: Position::from(pos),
                             reason: "record runs into the end of its segment",
                         });
+                    }
+                    // A writer reserves (moves the tail past its frame)
+                    // before it publishes, and the Acquire load of the
+                    // header word above saw the publish, so the tail seen
+                    // now covers the frame. One that ends past the tail is
+                    // not a writer's; trusting it would let the next append
+                    // land inside it and derail this reader.
+                    if next > self.tail_seen {
+                        self.tail_seen = self.seg.tail().load(Ordering::Acquire);
+                        if next > self.tail_seen {
+                            return Err(Error::CorruptFrame {
+                                position: Position::from(pos),
+                                reason: "record runs past the reserved space",
+                            });
+                        }
                     }
                     self.off = next;
                     return Ok(Step::Record { off, len });
@@ -483,6 +503,7 @@ impl Reader {
                 self.seg = next;
                 self.off = HEADER_LEN;
                 self.readable = 0;
+                self.tail_seen = 0;
                 Ok(true)
             }
             None => Ok(false),

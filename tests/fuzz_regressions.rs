@@ -40,3 +40,52 @@ fn recover_padding_running_past_the_segment() {
         0x1e, 0x03, 0x01, 0x00, 0x66, 0x00, 0x0a, 0x29, 0x1e, 0x00, 0x66,
     ]);
 }
+
+/// A raw-mode `recover` input: `mode`, then the segment body.
+fn raw_image_input(mode: u8, body: &[u8]) -> Vec<u8> {
+    let mut input = vec![mode];
+    input.extend_from_slice(body);
+    input
+}
+
+/// Two records, the second one's frame cut `cut` bytes short in the body;
+/// its payload is zeros, so it still passes its CRC when the file's zero
+/// fill stands in for the missing bytes. The tail word (the end of the
+/// body) then lies inside the second frame.
+fn frame_past_the_tail(len: usize, cut: usize) -> Vec<u8> {
+    use tidelog::format::{frame, HEADER_LEN};
+    let mut body = Vec::new();
+    frame::encode_data(HEADER_LEN, &[7; 3], &mut body);
+    frame::encode_data(HEADER_LEN + body.len() as u64, &vec![0; len], &mut body);
+    body.truncate(body.len() - cut);
+    body
+}
+
+/// Found by `recover` in CI (the runner kept no artifact; these inputs
+/// rebuild the case and fail the same assertion): a record that passes its
+/// CRC but ends past the tail word. A read-only reader delivered it, then
+/// recovery, which scanned only up to the tail, cut it: "recovery lost
+/// records". Fixed twice over: recovery scans to the end of the file and
+/// keeps valid frames past a stale tail, raising the tail over them (after
+/// a power loss the header page can be older than the data pages), and
+/// readers report a record that ends past the tail as `CorruptFrame`.
+#[test]
+fn recover_record_ending_past_the_tail() {
+    for len in [1, 9, 24] {
+        for cut in 1..=8 {
+            targets::recover(&raw_image_input(0x00, &frame_past_the_tail(len, cut)));
+        }
+    }
+}
+
+/// Found while reproducing the above: the same image, but its header claims
+/// every frame below the (aligned) tail verified, so no recovery runs. The
+/// reader delivered the record crossing the tail, then the next append went
+/// to the tail, inside that record, and a second open read different
+/// records. Fixed by the reader's tail check: the record is `CorruptFrame`.
+#[test]
+fn recover_record_ending_past_a_claimed_checked_tail() {
+    for len in [1, 8, 9, 24] {
+        targets::recover(&raw_image_input(0x20, &frame_past_the_tail(len, 8)));
+    }
+}

@@ -168,16 +168,20 @@ fn in_progress_frame_before_a_published_one_is_padded() {
 }
 
 #[test]
-fn stale_bytes_past_the_tail_are_zeroed() {
+fn garbage_past_the_tail_is_zeroed() {
     let tmp = tempfile::tempdir().unwrap();
     let end = base_log(tmp.path(), 5);
     let path = seg(tmp.path(), 0);
-    // A valid-looking frame where future appends will land. If it survived,
-    // a reader could take it for a new record.
+    // A frame that fails its CRC where future appends will land: a torn
+    // write whose tail word was lost. If it survived, a later append could
+    // land on it.
     let stale_at = end + 64;
-    write_at(&path, stale_at, &data_frame(stale_at, b"stale"));
+    let mut f = data_frame(stale_at, b"stale");
+    f[9] ^= 0xff;
+    write_at(&path, stale_at, &f);
     crash(tmp.path(), end);
     let log = options().open(tmp.path()).unwrap();
+    assert_eq!(log.recovery().holes_padded, 0, "{:?}", log.recovery());
     assert!(read_at(&path, stale_at, 16).iter().all(|&b| b == 0));
     let mut a = log.appender().unwrap();
     for i in 0..20 {
@@ -185,7 +189,56 @@ fn stale_bytes_past_the_tail_are_zeroed() {
     }
     let got = records(&log);
     assert_eq!(got.len(), 25);
-    assert!(got.iter().all(|(_, b)| b != b"stale"));
+    assert_eq!(u64::from(got[5].0), end);
+}
+
+#[test]
+fn valid_frames_past_a_stale_tail_are_kept() {
+    // After a power loss the header page (the tail word) can be older than
+    // the data pages: records past the tail, even after a dead writer's
+    // hole, pass their CRC and may have been acknowledged.
+    let tmp = tempfile::tempdir().unwrap();
+    let end = base_log(tmp.path(), 5);
+    let path = seg(tmp.path(), 0);
+    let first = data_frame(end, b"past the tail");
+    write_at(&path, end, &first);
+    let hole = frame::frame_len(40);
+    let second_at = end + first.len() as u64 + hole;
+    let second = data_frame(second_at, b"after a hole past the tail");
+    write_at(&path, second_at, &second);
+    crash(tmp.path(), end);
+
+    // A read-only reader trusts the tail word: the record past it is
+    // damage, not a record, until a writer's recovery has looked at it.
+    let ro = Options::new().open_read_only(tmp.path()).unwrap();
+    let mut r = ro.reader();
+    for _ in 0..5 {
+        r.try_next().unwrap().unwrap();
+    }
+    assert!(matches!(
+        r.try_next(),
+        Err(tidelog::Error::CorruptFrame { position, .. }) if u64::from(position) == end
+    ));
+    drop(r);
+    drop(ro);
+
+    let log = options().open(tmp.path()).unwrap();
+    let rep = log.recovery().clone();
+    assert_eq!((rep.holes_padded, rep.bytes_cut), (1, 0), "{rep:?}");
+    let end_of_second = second_at + second.len() as u64;
+    assert_eq!(u64_at(&path, TAIL), end_of_second);
+    let pos = log.appender().unwrap().append(b"next").unwrap();
+    assert_eq!(u64::from(pos), end_of_second);
+    let got = records(&log);
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[5], (Position::from(end), b"past the tail".to_vec()));
+    assert_eq!(
+        got[6],
+        (
+            Position::from(second_at),
+            b"after a hole past the tail".to_vec()
+        )
+    );
 }
 
 #[test]

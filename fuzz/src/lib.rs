@@ -224,11 +224,15 @@ pub fn recover(data: &[u8]) {
         (body.to_vec(), HEADER_LEN + body.len() as u64)
     };
     // The tail word, as a dead writer may have left it (past the body if it
-    // reserved and never wrote), or garbage.
+    // reserved and never wrote), behind the frames (a header page older
+    // than the data pages after a power loss), past the capacity (writers
+    // overshooting at a rollover), or garbage.
+    let k = u64::from(mode >> 2 & 0x1f);
     let tail = match mode & 0x03 {
         0 => natural_tail,
-        1 => natural_tail + 8 * u64::from(mode >> 2 & 0x1f),
-        2 => CAPACITY + 100,
+        1 => natural_tail + 8 * k,
+        2 => natural_tail.saturating_sub(8 * k).max(HEADER_LEN),
+        _ if mode & 0x10 != 0 => CAPACITY + 8 * k,
         _ => u64::from(mode).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     };
     // The file may end anywhere after the header, even inside a frame.
