@@ -472,10 +472,9 @@ impl Segment {
     /// called while no other writer of the log is alive.
     ///
     /// Walks the frames from the `checked` watermark (frames below it were
-    /// verified before) up to the end of the file, past the tail word: the
-    /// tail bounds what writers reserved, but after a power loss it can be
-    /// older than the frames after it, and those are kept (the tail is
-    /// raised over them). Valid frames (data with a matching CRC,
+    /// verified before) up to the tail word: writers only write inside
+    /// reservations, all below the tail, so anything past it is stale and
+    /// is zeroed, never parsed. Valid frames (data with a matching CRC,
     /// padding, end) are kept. Where a writer died there is either a zero
     /// header (reserved, nothing written: its whole range is still zero) or
     /// an in-progress header (its extent is in the header). Such holes become
@@ -488,16 +487,10 @@ impl Segment {
         let file_len = self.file_len()?;
         let cap = self.header.capacity;
         let base = self.base();
-        // The tail word bounds what writers reserved, but recovery does not
-        // trust it to bound what they published: a tail word older than the
-        // frames after it (a header page that reached the disk before the
-        // data pages did not, or a damaged header) must not cost a record
-        // whose checksum holds. So the scan runs to the end of the file.
-        let tail_end = file_len.min(self.reserved_end());
-        let scan_end = file_len.min(cap);
+        let scan_end = file_len.min(self.reserved_end());
         let checked = self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire);
         let start = if checked >= HEADER_LEN
-            && checked <= tail_end
+            && checked <= scan_end
             && checked.is_multiple_of(FRAME_HEADER_LEN)
         {
             checked
@@ -574,13 +567,13 @@ impl Segment {
             // Damage we could not see past: keep everything up to the tail
             // for readers to report, rather than cut records we cannot see.
             rec.damaged += damage;
-            rec.end = rec.end.max(tail_end);
+            rec.end = scan_end;
         }
         // Anything still pending lies past the last valid frame: torn tail,
         // frames reserved and never (or not completely) written.
         let end = rec.end;
         if !rec.sealed {
-            rec.bytes_cut = tail_end.saturating_sub(end);
+            rec.bytes_cut = scan_end.saturating_sub(end);
         }
         if seal && !rec.sealed {
             if end + FRAME_HEADER_LEN <= cap {
