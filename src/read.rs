@@ -358,6 +358,32 @@ impl Reader {
                     }
                 }
                 Ok(Slot::Control(h @ (Header::Empty | Header::InProgress { .. }))) => {
+                    // Every frame below the watermark is complete: an
+                    // unfinished one there is not a live writer's (a header
+                    // that lies about the watermark), and padding over it
+                    // could swallow records appended after it. The word is
+                    // rarely written, so this load is a cache hit.
+                    let checked = self.seg.checked();
+                    if off < checked && checked <= self.seg.capacity() {
+                        return Err(Error::CorruptFrame {
+                            position: Position::from(pos),
+                            reason: "unfinished frame below the verified watermark",
+                        });
+                    }
+                    if let Header::InProgress { len } = h {
+                        // As for a data frame: the writer's claim (a
+                        // SeqCst compare-and-swap) came after its reserve.
+                        let end = off + frame::frame_len(len);
+                        if end > self.tail_seen {
+                            self.tail_seen = self.seg.tail().load(Ordering::Acquire);
+                        }
+                        if end > self.tail_seen || end > self.seg.data_limit() {
+                            return Err(Error::CorruptFrame {
+                                position: Position::from(pos),
+                                reason: "in-progress frame runs past the reserved space",
+                            });
+                        }
+                    }
                     if self.unblock(off, h)? {
                         continue;
                     }

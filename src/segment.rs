@@ -12,8 +12,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::format::frame::{self, Header};
 use crate::format::header::{
-    SegmentHeader, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL, OFF_WAITERS,
-    STATE_DIRTY, STATE_SEALED,
+    SegmentHeader, MAX_POSITION, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL,
+    OFF_WAITERS, STATE_DIRTY, STATE_SEALED,
 };
 use crate::format::{align_up, FRAME_HEADER_LEN, HEADER_LEN, PAGE};
 use crate::map::{Mapping, Slot};
@@ -306,7 +306,10 @@ impl Segment {
     /// left a hole it could not pad, or the tail word is implausible.
     pub(crate) fn needs_recovery(&self) -> bool {
         let tail = self.tail().load(Ordering::Acquire);
-        if tail < HEADER_LEN || !tail.is_multiple_of(FRAME_HEADER_LEN) {
+        // Writers overshoot the capacity by what they reserve at once, far
+        // less than this; a tail near the top of the range would wrap
+        // around on the next `fetch_add`.
+        if tail < HEADER_LEN || !tail.is_multiple_of(FRAME_HEADER_LEN) || tail > MAX_POSITION {
             return true;
         }
         if self.state() & STATE_DIRTY != 0 {
@@ -317,10 +320,16 @@ impl Segment {
             return true;
         }
         // Appends go at `tail`: the word there must be unwritten.
-        let end = tail + FRAME_HEADER_LEN;
+        let end = tail.saturating_add(FRAME_HEADER_LEN);
         end <= self.header.capacity
             && end <= self.known_len()
             && self.map.load_word(tail as usize) != Some(0)
+    }
+
+    /// The `checked` watermark: every frame below it is complete (no hole,
+    /// no frame in progress).
+    pub(crate) fn checked(&self) -> u64 {
+        self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire)
     }
 
     /// Records that every frame below the tail has been verified: called
@@ -480,9 +489,10 @@ impl Segment {
     /// an in-progress header (its extent is in the header). Such holes become
     /// padding if a valid frame follows them, and are cut as the torn tail
     /// otherwise. A data frame that fails its CRC, or a malformed header, is
-    /// damage: if a valid frame follows, it is left in place so that readers
-    /// report it at its position; if the search for one runs out of budget,
-    /// nothing past it is cut either.
+    /// damage: if a valid frame follows, its header word is left in place so
+    /// that readers report it at its position, and the rest of it is zeroed
+    /// (`neutralise`); if the search for one runs out of budget, nothing
+    /// past it is cut either.
     pub(crate) fn recover(&self, seal: bool, step: u64) -> Result<Recovery> {
         let file_len = self.file_len()?;
         let cap = self.header.capacity;
@@ -502,7 +512,7 @@ impl Segment {
             ..Recovery::default()
         };
         let mut holes: Vec<(u64, u64)> = Vec::new();
-        let mut damage = 0u64;
+        let mut damage: Vec<(u64, u64)> = Vec::new();
         let mut off = start;
         let mut give_up = false;
         while off + FRAME_HEADER_LEN <= scan_end {
@@ -551,10 +561,12 @@ impl Segment {
                     off = q;
                 }
                 _ => {
-                    damage += 1;
                     let mut budget = SEARCH_BUDGET;
                     match self.find_valid(off + FRAME_HEADER_LEN, scan_end, &mut budget)? {
-                        Some(q) => off = q,
+                        Some(q) => {
+                            damage.push((off, q));
+                            off = q;
+                        }
                         None => {
                             give_up = true;
                             break;
@@ -566,8 +578,14 @@ impl Segment {
         if give_up {
             // Damage we could not see past: keep everything up to the tail
             // for readers to report, rather than cut records we cannot see.
-            rec.damaged += damage;
+            rec.damaged += damage.len() as u64 + 1;
             rec.end = scan_end;
+            // Everything up to the tail is kept: the holes in it are dead
+            // writers', and `checked` will say that none is left below it.
+            for (start, end) in holes.drain(..) {
+                self.pad(start, end);
+                rec.holes_padded += 1;
+            }
         }
         // Anything still pending lies past the last valid frame: torn tail,
         // frames reserved and never (or not completely) written.
@@ -592,11 +610,7 @@ impl Segment {
             self.map.zero_words(rec.end as usize, zero_to as usize);
         }
 
-        let tail = if rec.sealed {
-            cap.max(self.tail().load(Ordering::Acquire))
-        } else {
-            rec.end
-        };
+        let tail = if rec.sealed { cap } else { rec.end };
         self.tail().store(tail, Ordering::Release);
         if rec.sealed {
             self.set_state(STATE_SEALED);
@@ -608,15 +622,42 @@ impl Segment {
         Ok(rec)
     }
 
-    /// Turns the holes found so far into padding (valid frames follow them)
-    /// and counts the damage seen as mid-log damage.
-    fn commit_pending(&self, holes: &mut Vec<(u64, u64)>, damage: &mut u64, rec: &mut Recovery) {
+    /// Turns the holes found so far into padding and neutralises the
+    /// damage seen (valid frames follow both), counting it as mid-log damage.
+    fn commit_pending(
+        &self,
+        holes: &mut Vec<(u64, u64)>,
+        damage: &mut Vec<(u64, u64)>,
+        rec: &mut Recovery,
+    ) {
         for (start, end) in holes.drain(..) {
             self.pad(start, end);
             rec.holes_padded += 1;
         }
-        rec.damaged += *damage;
-        *damage = 0;
+        for (start, end) in damage.drain(..) {
+            self.neutralise(start, end);
+            rec.damaged += 1;
+        }
+    }
+
+    /// Makes the damaged range `start..end` (a valid frame follows it) stay
+    /// exactly that however the tail moves later. Whether a frame inside it
+    /// looks valid can depend on the tail (padding or a record must end
+    /// below it), so a reader skipping the damage after more appends could
+    /// otherwise stop inside the range, or an unblocker pad over what
+    /// follows it. The header word is kept, so that readers still report
+    /// the damage at its position, and the rest is zeroed; an in-progress
+    /// header (one whose extent ran past the tail) is a dead writer's hole
+    /// and becomes padding.
+    fn neutralise(&self, start: u64, end: u64) {
+        let word = self.map.load_word(start as usize).unwrap_or(0);
+        match frame::decode(word, self.base() + start) {
+            Ok(Header::InProgress { .. }) => self.pad(start, end),
+            _ => {
+                self.map
+                    .zero_words((start + FRAME_HEADER_LEN) as usize, end as usize);
+            }
+        }
     }
 
     /// Covers `start..end` with padding frames (as many as the 28-bit length

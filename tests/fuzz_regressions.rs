@@ -81,7 +81,11 @@ fn recover_record_ending_past_the_tail() {
 /// every frame below the (aligned) tail verified, so no recovery runs. The
 /// reader delivered the record crossing the tail, then the next append went
 /// to the tail, inside that record, and a second open read different
-/// records. Fixed by the reader's tail check: the record is `CorruptFrame`.
+/// records. Fixed by the reader's tail check: the record is `CorruptFrame`
+/// (asserted directly by `a_record_ending_past_the_tail_is_not_delivered`
+/// in tests/recovery.rs; the target no longer compares a second open of an
+/// image that claims a watermark, see docs/FORMAT.md "What recovery and
+/// readers trust").
 #[test]
 fn recover_record_ending_past_a_claimed_checked_tail() {
     for len in [1, 8, 9, 24] {
@@ -115,4 +119,46 @@ fn recover_valid_frames_past_a_tail_claimed_checked() {
         0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x3a, 0x02, 0x02, 0x34, 0x01, 0x00, 0x00, 0x00,
     ]);
+}
+
+/// Found by review (reading the reader and recovery side by side): an
+/// in-progress header below a watermark the header claimed, its extent
+/// running past the tail. Recovery started at the watermark and never
+/// looked at it; a reader's unblocker padded over it, and once an append
+/// had moved the tail past it, the padding swallowed the appended record.
+/// Fixed: readers report an unfinished frame below the watermark, or one
+/// running past the tail, as `CorruptFrame` and never pad it (asserted
+/// directly by `an_unfinished_frame_below_the_watermark_is_never_padded` in
+/// tests/recovery.rs).
+#[test]
+fn recover_in_progress_frame_past_a_tail_claimed_checked() {
+    let mut input = vec![0x22];
+    input.extend_from_slice(&tidelog::format::frame::in_progress_word(32).to_le_bytes());
+    input.extend_from_slice(&[0xCD; 72]);
+    targets::recover(&input);
+}
+
+/// Found by review: damage followed, inside it, by a padding frame that
+/// runs past the tail, and then by a valid record. Recovery kept the damage
+/// in place; after an append moved the tail past the padding, a reader
+/// skipping the damage found the padding valid and jumped over both the
+/// record and the appended one. The same with an in-progress header that
+/// runs past the tail instead of the damage and padding. Fixed: recovery
+/// zeroes a damaged range after its header word (readers still report it
+/// there) and pads an in-progress header that runs past the tail, so what
+/// a reader skips to no longer depends on the tail.
+#[test]
+fn recover_damage_hiding_a_frame_that_validates_later() {
+    use tidelog::format::{frame, HEADER_LEN};
+    let h = HEADER_LEN;
+    let mut body = Vec::new();
+    body.extend_from_slice(&0x7000_0000u64.to_le_bytes());
+    body.extend_from_slice(&frame::padding_word(h + 8, 40).to_le_bytes());
+    frame::encode_data(h + 16, &[5; 8], &mut body);
+    targets::recover(&raw_image_input(0x00, &body));
+
+    let mut body = Vec::new();
+    body.extend_from_slice(&frame::in_progress_word(32).to_le_bytes());
+    frame::encode_data(h + 8, &[6; 8], &mut body);
+    targets::recover(&raw_image_input(0x00, &body));
 }

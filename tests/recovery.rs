@@ -317,3 +317,65 @@ fn a_record_ending_past_the_tail_is_not_delivered() {
     }
     assert_eq!(found, Some((pos, b"appended".to_vec())));
 }
+
+#[test]
+fn a_tail_word_near_the_end_of_the_address_space_is_recovered() {
+    // Found by review: `tail + 8` overflowed (a panic in debug builds) when
+    // deciding whether the segment needs recovery, and the next append's
+    // `fetch_add` would have wrapped the tail around.
+    let tmp = tempfile::tempdir().unwrap();
+    base_log(tmp.path(), 3);
+    let path = seg(tmp.path(), 0);
+    write_at(&path, TAIL, &(u64::MAX - 7).to_le_bytes());
+    write_at(&path, CHECKED, &(64u64 << 10).to_le_bytes());
+    let log = options().open(tmp.path()).unwrap();
+    assert!(log.recovery().ran);
+    let pos = log.appender().unwrap().append(b"more").unwrap();
+    assert!(u64::from(pos) < 64 << 10, "{pos}");
+    let mut want = committed(3);
+    want.push(b"more".to_vec());
+    let got: Vec<_> = records(&log).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn an_unfinished_frame_below_the_watermark_is_never_padded() {
+    // Every frame below `checked` is complete; an in-progress header there
+    // (a header that lies about the watermark) is damage, not a dead
+    // writer's frame to pad over: padding it could swallow what is appended
+    // after it.
+    let tmp = tempfile::tempdir().unwrap();
+    let end = base_log(tmp.path(), 3);
+    let path = seg(tmp.path(), 0);
+    write_at(&path, end, &frame::in_progress_word(32).to_le_bytes());
+    write_at(&path, end + 8, &[0xCD; 32]);
+    let tail = end + frame::frame_len(32);
+    write_at(&path, TAIL, &tail.to_le_bytes());
+    write_at(&path, CHECKED, &tail.to_le_bytes());
+    let opts = options().unblock_timeout(std::time::Duration::ZERO);
+    let log = opts.open(tmp.path()).unwrap();
+    assert!(!log.recovery().ran);
+    let mut r = log.reader();
+    for _ in 0..3 {
+        r.try_next().unwrap().unwrap();
+    }
+    for _ in 0..3 {
+        match r.try_next() {
+            Err(tidelog::Error::CorruptFrame { position, .. }) => {
+                assert_eq!(u64::from(position), end)
+            }
+            other => panic!(
+                "expected CorruptFrame, got {:?}",
+                other.map(|o| o.is_some())
+            ),
+        }
+    }
+    assert_eq!(
+        read_at(&path, end, 8),
+        frame::in_progress_word(32).to_le_bytes()
+    );
+    let pos = log.appender().unwrap().append(b"appended").unwrap();
+    assert_eq!(u64::from(pos), tail);
+    assert_eq!(u64::from(r.skip_damaged().unwrap()), tail);
+    assert_eq!(r.try_next().unwrap().unwrap().to_vec(), b"appended");
+}
