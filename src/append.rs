@@ -22,7 +22,7 @@
 //! one, so a record is published exactly once and never into padding.
 
 use std::ops::RangeInclusive;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::format::frame;
@@ -58,6 +58,12 @@ pub struct Appender {
     /// File length known to cover appends in `seg` (a private cache of the
     /// segment's, to skip its atomic on the common path).
     covered: u64,
+    /// Set while a [`Reservation`] of this appender is open. Still set at
+    /// the next append means the reservation was leaked (`mem::forget`)
+    /// without publishing or padding its frame: the segment is marked dirty,
+    /// so that a clean close does not vouch for the unfinished frame and
+    /// the next open recovers it.
+    reserving: AtomicBool,
 }
 
 impl Appender {
@@ -67,6 +73,17 @@ impl Appender {
             log,
             seg,
             covered: 0,
+            reserving: AtomicBool::new(false),
+        }
+    }
+
+    /// See `reserving`. `self.seg` is still the leaked reservation's
+    /// segment: only `claim_loop` moves it, and this runs first.
+    #[inline]
+    fn check_leaked_reservation(&mut self) {
+        if *self.reserving.get_mut() {
+            self.seg.set_state(STATE_DIRTY);
+            *self.reserving.get_mut() = false;
         }
     }
 
@@ -113,7 +130,10 @@ impl Appender {
     ///
     /// Readers wait at an uncommitted reservation, so fill it promptly: one
     /// held longer than the log's unblock timeout may be padded over by a
-    /// reader, in which case `commit` appends a copy at a new position.
+    /// reader, in which case `commit` appends a copy at a new position. A
+    /// reservation leaked with `mem::forget` stays a hole that readers wait
+    /// at until the unblock timeout; the appender marks its segment for
+    /// recovery at its next append or when it is dropped.
     ///
     /// # Errors
     /// As [`append`](Self::append).
@@ -137,9 +157,11 @@ impl Appender {
             let claim = seg.shared_map().claim_owned(off as usize, len32).ok()?;
             Some((claim, seg.base() + off))
         })?;
+        *self.reserving.get_mut() = true;
         Ok(Reservation {
             log: &self.log,
             seg: &self.seg,
+            open: &self.reserving,
             claim: Some(claim),
             position,
         })
@@ -238,6 +260,7 @@ impl Appender {
         flen: u64,
         mut body: impl FnMut(&Segment, u64) -> Option<T>,
     ) -> Result<T> {
+        self.check_leaked_reservation();
         loop {
             let seg = &*self.seg;
             // A reservation that cannot fit even an empty segment of this
@@ -426,6 +449,7 @@ fn publish_batch(
 pub struct Reservation<'a> {
     log: &'a Arc<Inner>,
     seg: &'a Segment,
+    open: &'a AtomicBool,
     claim: Option<Claim<Arc<Mapping>>>,
     position: u64,
 }
@@ -488,8 +512,15 @@ impl std::ops::DerefMut for Reservation<'_> {
     }
 }
 
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.check_leaked_reservation();
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
+        self.open.store(false, Ordering::Relaxed);
         if let Some(claim) = self.claim.take() {
             if claim.abandon(self.position) {
                 self.seg.wake_readers();

@@ -379,3 +379,26 @@ fn an_unfinished_frame_below_the_watermark_is_never_padded() {
     assert_eq!(u64::from(r.skip_damaged().unwrap()), tail);
     assert_eq!(r.try_next().unwrap().unwrap().to_vec(), b"appended");
 }
+
+#[test]
+fn a_leaked_reservation_is_recovered_not_vouched_for() {
+    // `mem::forget` on a reservation leaves its frame in progress for good.
+    // A clean close must not record that every frame is complete (readers
+    // would then report the frame as damage); the next open recovers it.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = options().open(tmp.path()).unwrap();
+    let mut a = log.appender().unwrap();
+    a.append(b"before").unwrap();
+    let mut res = a.reserve(16).unwrap();
+    res.copy_from_slice(&[7; 16]);
+    std::mem::forget(res);
+    a.append(b"after").unwrap();
+    drop(a);
+    drop(log);
+
+    let log = options().open(tmp.path()).unwrap();
+    let rep = log.recovery().clone();
+    assert!(rep.ran && rep.holes_padded == 1, "{rep:?}");
+    let got: Vec<_> = records(&log).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
+}
