@@ -136,18 +136,24 @@ fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
         .map_err(|e| Error::io("open lock file", path, e))
 }
 
-/// The number of registered writers in `open.lock` (held exclusively).
-fn registered_writers(lock: &File) -> u64 {
+/// The number of registered writers in `open.lock` (held exclusively):
+/// `None` if the count cannot be read (then nobody may vouch for a clean
+/// close until a writer that is alone resets it).
+fn registered_writers(lock: &File) -> Option<u64> {
     let mut b = [0u8; 8];
     match lock.read_at(&mut b, 0) {
-        Ok(8) => u64::from_le_bytes(b),
-        _ => 0,
+        Ok(8) => Some(u64::from_le_bytes(b)),
+        // A new lock file.
+        Ok(0) => Some(0),
+        _ => None,
     }
 }
 
-fn set_registered_writers(lock: &File, n: u64) {
-    // Best effort: a lost update only makes the next open recover.
-    let _ = lock.write_all_at(&n.to_le_bytes(), 0);
+/// A count no number of live writers reaches: "unknown, do not vouch".
+const UNKNOWN_WRITERS: u64 = 1 << 32;
+
+fn set_registered_writers(lock: &File, n: u64) -> io::Result<()> {
+    lock.write_all_at(&n.to_le_bytes(), 0)
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -499,9 +505,12 @@ impl Inner {
             let others = if alone {
                 0
             } else {
-                registered_writers(&open_lock)
+                registered_writers(&open_lock).unwrap_or(UNKNOWN_WRITERS)
             };
-            set_registered_writers(&open_lock, others + 1);
+            // A registration that did not land would let the last writer
+            // to close vouch for frames a dead writer left unfinished.
+            set_registered_writers(&open_lock, others + 1)
+                .map_err(|e| Error::io("register writer", dir.join(OPEN_LOCK), e))?;
         }
         // With `open.lock` held, nobody else is trying for an exclusive lock
         // on `writers.lock`, so taking (or converting to) a shared one cannot
@@ -733,7 +742,10 @@ impl Drop for Inner {
         if open_lock.lock_exclusive().is_err() {
             return;
         }
-        let remaining = registered_writers(&open_lock).saturating_sub(1);
+        // An unreadable count vouches for nothing; a failed write below
+        // leaves the count too high, which only makes the next open recover.
+        let remaining =
+            registered_writers(&open_lock).map_or(UNKNOWN_WRITERS, |n| n.saturating_sub(1));
         if liveness.try_lock_exclusive().is_ok() {
             // The last writer. If every other writer registered since the
             // last recovery has unregistered, nobody died mid-append, so
@@ -742,9 +754,9 @@ impl Drop for Inner {
             if remaining == 0 {
                 self.mark_all_checked();
             }
-            set_registered_writers(&open_lock, 0);
+            let _ = set_registered_writers(&open_lock, 0);
         } else {
-            set_registered_writers(&open_lock, remaining);
+            let _ = set_registered_writers(&open_lock, remaining);
         }
         drop(liveness);
         drop(open_lock);

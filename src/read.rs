@@ -358,31 +358,23 @@ impl Reader {
                     }
                 }
                 Ok(Slot::Control(h @ (Header::Empty | Header::InProgress { .. }))) => {
-                    // Every frame below the watermark is complete: an
-                    // unfinished one there is not a live writer's (a header
-                    // that lies about the watermark), and padding over it
-                    // could swallow records appended after it. The word is
-                    // rarely written, so this load is a cache hit.
-                    let checked = self.seg.checked();
-                    if off < checked && checked <= self.seg.capacity() {
+                    if let Some(reason) = self.unfinished_is_corrupt(off, h) {
+                        // Recovery in another process may have padded,
+                        // sealed or cut this frame between our load of its
+                        // word and our load of `checked` or the tail (it
+                        // changes the word first, then Release-stores
+                        // those): report only what is still there.
+                        let seen = match h {
+                            Header::InProgress { len } => frame::in_progress_word(len),
+                            _ => 0,
+                        };
+                        if self.seg.map().load_word(off as usize) != Some(seen) {
+                            continue;
+                        }
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
-                            reason: "unfinished frame below the verified watermark",
+                            reason,
                         });
-                    }
-                    if let Header::InProgress { len } = h {
-                        // As for a data frame: the writer's claim (a
-                        // SeqCst compare-and-swap) came after its reserve.
-                        let end = off + frame::frame_len(len);
-                        if end > self.tail_seen {
-                            self.tail_seen = self.seg.tail().load(Ordering::Acquire);
-                        }
-                        if end > self.tail_seen || end > self.seg.data_limit() {
-                            return Err(Error::CorruptFrame {
-                                position: Position::from(pos),
-                                reason: "in-progress frame runs past the reserved space",
-                            });
-                        }
                     }
                     if self.unblock(off, h)? {
                         continue;
@@ -418,6 +410,32 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Why the empty or in-progress frame at `off` cannot be a live
+    /// writer's, if it cannot: it lies below the `checked` watermark (every
+    /// frame there is complete: a header that lies about the watermark), or
+    /// it is in progress and runs past the tail or the data limit (the
+    /// writer's claim, a SeqCst compare-and-swap, came after its reserve,
+    /// so the tail loaded now covers a real one). Padding over such a
+    /// frame could swallow records appended after it. `checked` is rarely
+    /// written, so its load is a cache hit; the contended tail is loaded
+    /// only when the frame ends past the copy the reader holds.
+    fn unfinished_is_corrupt(&mut self, off: u64, h: Header) -> Option<&'static str> {
+        let checked = self.seg.checked();
+        if off < checked && checked <= self.seg.capacity() {
+            return Some("unfinished frame below the verified watermark");
+        }
+        if let Header::InProgress { len } = h {
+            let end = off + frame::frame_len(len);
+            if end > self.tail_seen {
+                self.tail_seen = self.seg.tail().load(Ordering::Acquire);
+            }
+            if end > self.tail_seen || end > self.seg.data_limit() {
+                return Some("in-progress frame runs past the reserved space");
+            }
+        }
+        None
     }
 
     /// The unblocker. Called when the frame at `off` is empty or in

@@ -402,3 +402,26 @@ fn a_leaked_reservation_is_recovered_not_vouched_for() {
     let got: Vec<_> = records(&log).into_iter().map(|(_, b)| b).collect();
     assert_eq!(got, vec![b"before".to_vec(), b"after".to_vec()]);
 }
+
+#[test]
+fn an_unreadable_writer_count_vouches_for_nothing() {
+    // The registered-writer count in open.lock decides whether the last
+    // writer to close may record that no writer died mid-append. If it
+    // cannot be read, nobody may: the next open recovers.
+    let tmp = tempfile::tempdir().unwrap();
+    base_log(tmp.path(), 3);
+    let a = options().open(tmp.path()).unwrap();
+    assert!(!a.recovery().ran);
+    fs::write(tmp.path().join("open.lock"), [1, 2, 3]).unwrap();
+    let b = options().open(tmp.path()).unwrap();
+    b.appender().unwrap().append(b"from b").unwrap();
+    drop(a);
+    drop(b);
+    let log = options().open(tmp.path()).unwrap();
+    assert!(log.recovery().ran, "{:?}", log.recovery());
+    assert_eq!(records(&log).len(), 4);
+    drop(log);
+    // That open was alone and reset the count: trust is back.
+    let log = options().open(tmp.path()).unwrap();
+    assert!(!log.recovery().ran, "{:?}", log.recovery());
+}
