@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::BufReader;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use common::{arg, arg_u64, hear_all, payload, role, say, spawn, Rng};
@@ -78,7 +79,11 @@ fn sigkilled_writer_loses_no_acknowledged_record() {
         std::thread::sleep(Duration::from_millis(20 + rng.below(180)));
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        assert!(!status.success(), "child ended on its own: {status:?}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "round {round}: the child was not killed by our SIGKILL: {status:?}"
+        );
         let lines = drain.join().unwrap();
         assert!(
             !lines.is_empty(),

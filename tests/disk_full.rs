@@ -41,14 +41,16 @@ fn child() {
 #[test]
 fn appending_to_a_full_disk_fails_cleanly_and_loses_nothing() {
     if !is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root; run the tests as root to cover a full disk");
+        common::note("SKIPPED disk-full test: mounting a small tmpfs needs root; run the tests as root to cover a full disk");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     if !mount_tmpfs(&mnt, "8m") {
-        eprintln!("SKIPPED: could not mount a tmpfs (no CAP_SYS_ADMIN in this container?)");
+        common::note(
+            "SKIPPED disk-full test: could not mount a tmpfs (no CAP_SYS_ADMIN in this container?)",
+        );
         return;
     }
     struct Unmount<'a>(&'a std::path::Path);

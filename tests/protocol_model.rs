@@ -14,8 +14,10 @@
 //! - a reader walking the segment sees only whole frames (never a payload
 //!   word taken for a header) and delivers each record once.
 //!
-//! A deliberately broken protocol (publish by plain store instead of
-//! compare-and-swap) must be caught, which shows the check has teeth.
+//! Deliberately broken protocols must be caught, which shows the check has
+//! teeth: a publish by plain store instead of compare-and-swap, an
+//! unblocker that loads a header and later stores padding over it, and a
+//! claim by plain store.
 
 use std::collections::HashSet;
 
@@ -54,8 +56,27 @@ enum Writer {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Unblocker {
-    Walk { at: u8 },
-    PadRun { at: u8, q: u8, limit: u8 },
+    Walk {
+        at: u8,
+    },
+    PadRun {
+        at: u8,
+        q: u8,
+        limit: u8,
+    },
+    /// Broken unblockers only: saw an in-progress header of `len` words
+    /// at `at` and will store padding there in a later step.
+    PadLate {
+        at: u8,
+        len: u8,
+    },
+    /// Broken unblockers only: saw a zero word at `q` and will store an
+    /// 8-byte padding header there in a later step.
+    PadRunLate {
+        at: u8,
+        q: u8,
+        limit: u8,
+    },
 }
 
 const N: u8 = 9;
@@ -76,6 +97,21 @@ struct Protocol {
     lens: &'static [u8],
     /// Publish with a compare-and-swap (correct) or a plain store (broken).
     publish_cas: bool,
+    /// Unblock with compare-and-swaps (correct) or with a load, then a
+    /// plain store in a later step (broken).
+    unblock_cas: bool,
+    /// Claim with a compare-and-swap from zero (correct) or a plain store
+    /// (broken).
+    claim_cas: bool,
+}
+
+impl Protocol {
+    const CORRECT: Protocol = Protocol {
+        lens: &[],
+        publish_cas: true,
+        unblock_cas: true,
+        claim_cas: true,
+    };
 }
 
 impl State {
@@ -108,7 +144,7 @@ impl State {
                 }
                 Writer::Claim { off } => {
                     // CAS 0 -> in progress; on failure reserve again.
-                    if s.words[off as usize] == Word::Zero {
+                    if !p.claim_cas || s.words[off as usize] == Word::Zero {
                         s.words[off as usize] = Word::InProgress(len);
                         Writer::Fill { off, next: 1 }
                     } else {
@@ -150,11 +186,12 @@ impl State {
                         Unblocker::Walk { at: at + len }
                     }
                     Word::Pad(len) => Unblocker::Walk { at: at + len },
-                    Word::InProgress(len) => {
+                    Word::InProgress(len) if p.unblock_cas => {
                         // CAS in progress -> padding of the same length.
                         s.words[at as usize] = Word::Pad(len);
                         Unblocker::Walk { at }
                     }
+                    Word::InProgress(len) => Unblocker::PadLate { at, len },
                     Word::Zero if at < s.tail => Unblocker::PadRun {
                         at,
                         q: at,
@@ -167,14 +204,30 @@ impl State {
                 Unblocker::Walk { .. } => continue,
                 Unblocker::PadRun { at, q, limit } => {
                     if q < limit && s.words[q as usize] == Word::Zero {
-                        s.words[q as usize] = Word::Pad(1);
-                        Unblocker::PadRun {
-                            at,
-                            q: q + 1,
-                            limit,
+                        if p.unblock_cas {
+                            s.words[q as usize] = Word::Pad(1);
+                            Unblocker::PadRun {
+                                at,
+                                q: q + 1,
+                                limit,
+                            }
+                        } else {
+                            Unblocker::PadRunLate { at, q, limit }
                         }
                     } else {
                         Unblocker::Walk { at }
+                    }
+                }
+                Unblocker::PadLate { at, len } => {
+                    s.words[at as usize] = Word::Pad(len);
+                    Unblocker::Walk { at }
+                }
+                Unblocker::PadRunLate { at, q, limit } => {
+                    s.words[q as usize] = Word::Pad(1);
+                    Unblocker::PadRun {
+                        at,
+                        q: q + 1,
+                        limit,
                     }
                 }
             };
@@ -272,7 +325,7 @@ fn publish_and_unblock_never_both_win() {
         let states = explore(
             Protocol {
                 lens,
-                publish_cas: true,
+                ..Protocol::CORRECT
             },
             unblockers,
         )
@@ -291,9 +344,46 @@ fn the_check_catches_a_publish_without_compare_and_swap() {
         Protocol {
             lens: &[2, 2],
             publish_cas: false,
+            ..Protocol::CORRECT
         },
         1,
     )
     .expect_err("a plain-store publish must be caught");
+    assert!(err.contains("read"), "{err}");
+}
+
+#[test]
+fn the_check_catches_an_unblocker_that_loads_then_stores() {
+    for lens in [&[2u8][..], &[1, 2][..]] {
+        let err = explore(
+            Protocol {
+                lens,
+                unblock_cas: false,
+                ..Protocol::CORRECT
+            },
+            1,
+        )
+        .expect_err("an unblocker without compare-and-swap must be caught");
+        // Which invariant breaks first depends on the search order: a
+        // commit lost under padding, or padding stored over a claimed
+        // frame whose payload a reader then meets.
+        assert!(
+            err.contains("committed at") || err.contains("reader met"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn the_check_catches_a_claim_without_compare_and_swap() {
+    let err = explore(
+        Protocol {
+            lens: &[2],
+            claim_cas: false,
+            ..Protocol::CORRECT
+        },
+        1,
+    )
+    .expect_err("a plain-store claim must be caught");
     assert!(err.contains("read"), "{err}");
 }

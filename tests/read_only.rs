@@ -95,7 +95,7 @@ fn read_only_reader_of_read_only_files_changes_nothing() {
             run("umount", &[r]);
             result.unwrap();
         } else {
-            eprintln!("SKIPPED the read-only mount part: bind mounts are not permitted here");
+            common::note("SKIPPED the read-only mount part of the read-only test: bind mounts are not permitted here");
         }
         assert_eq!(snapshot(&dir), before);
     }

@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{payload, Rng};
 use tidelog::Options;
@@ -45,6 +45,9 @@ fn false_unblocks_never_lose_or_duplicate_a_record() {
                 let mut reader = log.reader();
                 let mut next = HashMap::new();
                 let mut total = 0;
+                // Once the writers are done, every record must arrive soon:
+                // a lost one fails the test instead of hanging it.
+                let mut done_at: Option<Instant> = None;
                 loop {
                     match reader.next_timeout(Duration::from_millis(1)).unwrap() {
                         Some(r) => {
@@ -54,8 +57,17 @@ fn false_unblocks_never_lose_or_duplicate_a_record() {
                             *i += 1;
                             total += 1;
                         }
-                        None if done.load(Ordering::Acquire) && total == WRITERS * PER_WRITER => {
-                            return next
+                        None if done.load(Ordering::Acquire) => {
+                            if total == WRITERS * PER_WRITER {
+                                return next;
+                            }
+                            let since = *done_at.get_or_insert_with(Instant::now);
+                            assert!(
+                                since.elapsed() < Duration::from_secs(30),
+                                "reader stuck at {} with {total} of {} records: {next:?}",
+                                reader.position(),
+                                WRITERS * PER_WRITER
+                            );
                         }
                         None => {}
                     }
@@ -103,5 +115,7 @@ fn false_unblocks_never_lose_or_duplicate_a_record() {
         republished > 20,
         "only {republished} records were republished"
     );
-    eprintln!("{republished} records republished after a false unblock");
+    common::note(format!(
+        "unblock stress: {republished} records republished after a false unblock"
+    ));
 }

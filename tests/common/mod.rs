@@ -54,6 +54,14 @@ pub fn say(msg: impl std::fmt::Display) {
     out.flush().unwrap();
 }
 
+/// Tells the person running the tests something (a skip and why, a
+/// figure), even from a passing test: libtest captures what `print!` and
+/// `eprint!` write, but not writes to the stderr handle itself.
+pub fn note(msg: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "note: {msg}");
+}
+
 /// The next protocol line from a child's stdout, or `None` at its end.
 pub fn hear(from: &mut impl std::io::BufRead) -> Option<String> {
     let mut line = String::new();
