@@ -223,9 +223,18 @@ impl Appender {
                 n += 1;
             }
             let (chunk, tail) = rest.split_at(n);
-            rest = tail;
             let (published, span) =
-                self.claim_loop(flen, |seg, off| publish_batch(seg, off, chunk))?;
+                match self.claim_loop(flen, |seg, off| publish_batch(seg, off, chunk)) {
+                    Ok(done) => done,
+                    // The chunk was sized for a segment larger than the one
+                    // the appends rolled over into (created with a smaller
+                    // capacity, maybe by another process). Nothing of it was
+                    // reserved: size it again for this segment, where any
+                    // chunk of more than one record fits.
+                    Err(Error::RecordTooLarge { .. }) if n > 1 => continue,
+                    Err(e) => return Err(e),
+                };
+            rest = tail;
             if let Some((a, b)) = span {
                 first = first.or(Some(a));
                 last = Some(b);

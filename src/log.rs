@@ -5,7 +5,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,7 @@ use fs2::FileExt as _;
 use parking_lot::Mutex;
 
 use crate::append::Appender;
-use crate::format::header::{SegmentHeader, STATE_SEALED};
+use crate::format::header::{SegmentHeader, STATE_DIRTY, STATE_SEALED};
 use crate::format::HEADER_LEN;
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
@@ -38,6 +37,10 @@ pub(crate) const APPEND_LOCK: &str = "append.lock";
 ///
 /// `Log` is cheap to share: wrap it in an `Arc` or hand out appenders and
 /// readers, which keep what they need alive themselves.
+///
+/// Open the log in each process that uses it, after any `fork`: a child's
+/// inherited copy shares the parent's lock descriptions, which the
+/// liveness protocol cannot tell apart (the copy does nothing when dropped).
 ///
 /// ```
 /// # fn main() -> Result<(), tidelog::Error> {
@@ -116,6 +119,10 @@ pub(crate) struct Inner {
     /// Exclusive lock on `append.lock` once this process has an appender.
     append_lock: Mutex<Option<File>>,
     recovery: RecoveryReport,
+    /// The process that opened the log. A child made by `fork` shares the
+    /// lock files' open descriptions with it, so its copy must not run the
+    /// close protocol (see `Drop`).
+    pid: u32,
 }
 
 fn now_nanos() -> u64 {
@@ -312,7 +319,7 @@ impl Log {
         if off >= seg.capacity() {
             // The first position of a successor that does not exist yet is
             // where a reader at the end of a full segment waits.
-            let full = seg.tail().load(Ordering::Acquire) > seg.data_limit();
+            let full = seg.tail_word() > seg.data_limit();
             if off == seg.capacity() + HEADER_LEN && full {
                 let end = seg.capacity();
                 return Ok(Reader::new(Arc::clone(&self.inner), seg, end));
@@ -347,7 +354,7 @@ impl Log {
         let bases = list_segments(&self.inner.dir)?;
         for &base in bases.iter().rev() {
             if let Some(seg) = self.inner.segment(base)? {
-                let tail = seg.tail().load(Ordering::Acquire);
+                let tail = seg.tail_word();
                 if tail > seg.data_limit() || seg.state() & STATE_SEALED != 0 {
                     // Full: the log continues at the next segment.
                     return Ok(Position::from(seg.next_base() + HEADER_LEN));
@@ -386,7 +393,7 @@ impl Log {
         let mut out = Vec::new();
         for base in list_segments(&self.inner.dir)? {
             if let Some(seg) = self.inner.segment(base)? {
-                let tail = seg.tail().load(Ordering::Acquire);
+                let tail = seg.tail_word();
                 out.push(SegmentInfo {
                     path: seg.path().to_owned(),
                     index: seg.header().index,
@@ -401,21 +408,22 @@ impl Log {
         Ok(out)
     }
 
-    /// Writes everything appended so far, by any process, to stable storage
-    /// (`msync(MS_SYNC)` of the written part of every segment not yet
-    /// flushed by this handle). A record survives a process crash as soon as
-    /// `append` returns; it survives power loss once a flush that started
-    /// after it returns `Ok`.
+    /// Writes everything appended so far, by any process, to stable storage:
+    /// `msync(MS_SYNC)` of the reserved part of every segment, header pages
+    /// included, then an fsync of the directory, so that segment files
+    /// created by other processes are durable too. A record survives a
+    /// process crash as soon as `append` returns; it survives power loss
+    /// once a flush that started after it returns `Ok`.
     ///
     /// # Errors
-    /// I/O errors from `msync`.
+    /// I/O errors from `msync` or `fsync`.
     pub fn flush(&self) -> Result<()> {
         for base in list_segments(&self.inner.dir)? {
             if let Some(seg) = self.inner.segment(base)? {
                 seg.flush_range(0, seg.reserved_end())?;
             }
         }
-        Ok(())
+        segment::sync_dir(&self.inner.dir)
     }
 
     /// Flushes (see [`flush`](Self::flush)) and closes the log handle,
@@ -486,6 +494,7 @@ impl Inner {
             liveness,
             append_lock: Mutex::new(None),
             recovery,
+            pid: std::process::id(),
         }
     }
 
@@ -711,16 +720,27 @@ fn successor_index(seg: &Segment) -> Result<u64> {
 
 impl Inner {
     /// Advances the `checked` watermark of every segment written since the
-    /// last verified point (a suffix of the log).
+    /// last verified point (a suffix of the log), oldest first, up to the
+    /// first dirty segment (a writer left a hole there it could not pad).
+    /// The segments after a dirty one stay unchecked too: the next open
+    /// looks for segments to recover from the newest end and stops at the
+    /// first that needs nothing, so it must not stop before the dirty one.
     fn mark_all_checked(&self) {
         let Ok(bases) = list_segments(&self.dir) else {
             return;
         };
+        let mut suffix = Vec::new();
         for &base in bases.iter().rev() {
             let Ok(Some(seg)) = self.segment(base) else {
                 return;
             };
             if !seg.needs_recovery() {
+                break;
+            }
+            suffix.push(seg);
+        }
+        for seg in suffix.iter().rev() {
+            if seg.state() & STATE_DIRTY != 0 {
                 return;
             }
             seg.mark_checked();
@@ -733,6 +753,11 @@ impl Drop for Inner {
         let Some(liveness) = self.liveness.take() else {
             return;
         };
+        if std::process::id() != self.pid {
+            // A copy inherited through `fork`: its lock descriptions are
+            // the parent's, so "exclusive" below would prove nothing.
+            return;
+        }
         // If this is the last writer, record a clean close so that the next
         // open can skip the recovery scan. `open.lock` keeps openers out
         // while we decide.
@@ -763,8 +788,14 @@ impl Drop for Inner {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<Log>();
-}
+/// The thread-safety the API promises: a `Log` is shared between threads;
+/// appenders, readers and records move between them.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Log>();
+    send::<Appender>();
+    send::<Reader>();
+    send::<crate::Record<'static>>();
+    send::<crate::Reservation<'static>>();
+};

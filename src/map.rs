@@ -11,19 +11,28 @@
 //!
 //! 1. Header words and frame header words are accessed as atomics
 //!    (`AtomicU64`/`AtomicU32`), never as plain integers, so concurrent
-//!    writers, readers and unblockers never race on them.
+//!    writers, readers and unblockers never race on them. Through a
+//!    read-only (`PROT_READ`) mapping they are only ever loaded with
+//!    `Ordering::Relaxed`, followed by a fence where a stronger ordering is
+//!    needed: the standard library defines atomic loads on read-only memory
+//!    only for relaxed loads no wider than a register ("Atomic accesses to
+//!    read-only memory" in `std::sync::atomic`); stores, read-modify-writes
+//!    and stronger loads may be implemented with instructions that fault.
 //! 2. A frame's payload is written through a [`Claim`], which only exists
 //!    after this process won the compare-and-swap that moved the frame's header
 //!    word from zero to "in progress". The fetch-add on the tail word gives
 //!    each frame to exactly one appender and the compare-and-swap shuts out
 //!    the unblocker, so a claim is exclusive; no reader looks at payload bytes
 //!    before the header is published.
-//! 3. A payload is read as `&[u8]` only after an Acquire load of its header
+//! 3. A payload is read as `&[u8]` only after an acquire load of its header
 //!    word, at an offset known to be a frame boundary, showed a published
 //!    data frame. (Offsets a caller makes up are checked on `pread` copies
-//!    before the mapping is read there: see `Segment::probe_start`.) Published frames are never written
-//!    again by any tidelog process, so the shared borrow is never aliased by a
-//!    write.
+//!    before the mapping is read there: see `Segment::probe_start`.)
+//!    Published frames are never written again by a writer or an
+//!    unblocker, so the shared borrow is not aliased by their writes. The
+//!    exception is damage: recovery zeroes the payload of a frame that fails
+//!    its CRC, which a reader in another process may be checksumming; see
+//!    the SAFETY comment in [`Mapping::slot`].
 //!
 //! The trust assumption that remains is the one every memory-mapped store
 //! makes: no other program modifies the files while they are mapped.
@@ -33,7 +42,7 @@
 use std::borrow::Borrow;
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -202,10 +211,14 @@ impl Mapping {
             return None;
         }
         // SAFETY: `off` is 8-aligned and `off + 8 <= len`, and the mapping's
-        // base is page-aligned, so the pointer is valid and aligned for a u64
-        // for as long as `self` (and so the mapping) lives. Shared memory words
-        // are only ever accessed atomically (module docs, point 1), so there is
-        // no non-atomic access to race with.
+        // base is page-aligned, so the pointer is in bounds and aligned for a
+        // u64 for as long as `self` (and so the mapping) lives. Shared memory
+        // words are only ever accessed atomically (module docs, point 1), so
+        // there is no non-atomic access to race with. `from_ptr` asks for a
+        // pointer valid for writes, which a read-only mapping's is not: there
+        // the returned atomic is only used for 8-byte relaxed loads (`load_word`,
+        // `load_header`; every store and read-modify-write checks `writable`
+        // first), which the standard library defines on read-only memory.
         Some(unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u64>()) })
     }
 
@@ -219,7 +232,10 @@ impl Mapping {
         self.word(off)
     }
 
-    /// A 64-bit header field. `off` is one of the `OFF_*` constants.
+    /// A 64-bit header field, for stores and read-modify-writes by
+    /// processes that opened the log for writing. `off` is one of the
+    /// `OFF_*` constants. Loads go through [`load_header`](Self::load_header),
+    /// which is also valid on read-only mappings.
     #[inline]
     pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
         assert!(off + 8 <= HEADER_LEN as usize && off.is_multiple_of(8));
@@ -230,27 +246,70 @@ impl Mapping {
         }
     }
 
-    /// A 32-bit header field. `off` is one of the `OFF_*` constants.
+    /// A 32-bit header field, like [`header_u64`](Self::header_u64): for
+    /// stores and read-modify-writes by writers; loads go through
+    /// [`load_header_u32_seqcst`](Self::load_header_u32_seqcst).
     #[inline]
     pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
         assert!(off + 4 <= HEADER_LEN as usize && off.is_multiple_of(4));
         // SAFETY: `off + 4 <= HEADER_LEN <= len` (checked in `new`) and `off` is
         // 4-aligned, so the pointer is in bounds and aligned for as long as the
-        // mapping lives; header words are only accessed atomically.
+        // mapping lives; header words are only accessed atomically. On a
+        // read-only mapping the atomic is only used for relaxed loads (see
+        // `word`).
         unsafe { AtomicU32::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u32>()) }
     }
 
-    /// Acquire-loads the frame header word at `off`.
+    /// Loads a 64-bit header field with acquire semantics: a relaxed load,
+    /// then an acquire fence, which synchronises like an acquire load and
+    /// is defined on read-only mappings too. (On x86-64 both are a plain
+    /// `mov`.)
+    #[inline]
+    pub(crate) fn load_header(&self, off: usize) -> u64 {
+        let v = self.header_u64(off).load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        v
+    }
+
+    /// Loads a 32-bit header field in the single total order of
+    /// sequentially consistent operations on a writable mapping (the
+    /// parking protocol needs it); on a read-only mapping, whose readers do
+    /// not take part in that protocol, a relaxed load and a fence.
+    #[inline]
+    pub(crate) fn load_header_u32_seqcst(&self, off: usize) -> u32 {
+        let w = self.header_u32(off);
+        if self.writable {
+            w.load(Ordering::SeqCst)
+        } else {
+            let v = w.load(Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            v
+        }
+    }
+
+    /// Loads the frame header word at `off` with acquire semantics (a
+    /// relaxed load and an acquire fence, as [`load_header`](Self::load_header)).
     #[inline]
     pub(crate) fn load_word(&self, off: usize) -> Option<u64> {
-        self.frame_word(off).map(|w| w.load(Ordering::Acquire))
+        let v = self.frame_word(off)?.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        Some(v)
     }
 
     /// Loads the frame header word at `off` in the single total order of
     /// sequentially consistent operations (the parking protocol needs it).
+    /// Only readers with write access park in that protocol; a read-only
+    /// mapping gets a relaxed load and a sequentially consistent fence.
     #[inline]
     pub(crate) fn load_word_seqcst(&self, off: usize) -> Option<u64> {
-        self.frame_word(off).map(|w| w.load(Ordering::SeqCst))
+        let w = self.frame_word(off)?;
+        if self.writable {
+            Some(w.load(Ordering::SeqCst))
+        } else {
+            let v = w.load(Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            Some(v)
+        }
     }
 
     /// Compare-and-swap of the frame header word at `off` (sequentially
@@ -334,13 +393,21 @@ impl Mapping {
                 // SAFETY: callers pass frame boundaries only: offsets reached
                 // by walking frames from a segment's first frame, or checked
                 // on `pread` copies first (`Segment::probe_start`, the
-                // damage search). At a boundary, the Acquire load above saw a
-                // published data header, so the writer's payload stores
-                // happen-before this point (the publish CAS is a release). `start..end` is inside the mapping
-                // and inside the file (`frame_end <= readable_end`, which the
-                // caller keeps within the file's length). Published frames are
-                // never written again (module docs, point 3), so a shared
-                // borrow for the lifetime of `self` is never aliased by a write.
+                // damage search). At a boundary, the load above (relaxed,
+                // then an acquire fence) saw a published data header, so the
+                // writer's payload stores happen-before this point (the
+                // publish CAS is a release). `start..end` is inside the
+                // mapping and inside the file (`frame_end <= readable_end`,
+                // which the caller keeps within the file's length).
+                // Published frames are never written again by a writer or an
+                // unblocker (module docs, point 3), so the shared borrow is
+                // not aliased by their writes. The one exception is a frame
+                // whose payload fails its CRC: recovery in another process
+                // zeroes such a payload (`Segment::neutralise`, word by word
+                // with atomic stores) while a read-only reader may be
+                // checksumming it. The reader can then see a mix of old and
+                // zeroed bytes; both fail the CRC, and `Reader` hands out
+                // no payload before its CRC has passed.
                 let payload = unsafe {
                     std::slice::from_raw_parts(self.raw.as_ptr().add(start), end - start)
                 };

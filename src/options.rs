@@ -119,7 +119,15 @@ impl Options {
     }
 
     /// How long a reader waits behind a frame that was reserved but never
-    /// published before a process with write access pads it over.
+    /// published before a process with write access pads it over. Default
+    /// [`DEFAULT_UNBLOCK_TIMEOUT`].
+    ///
+    /// Make it longer than any pause a live writer takes between reserving
+    /// and publishing (a [`Reservation`](crate::Reservation) held open, a
+    /// process descheduled or stopped). A shorter timeout loses nothing, but
+    /// readers pad over live writers' frames, which then append their
+    /// records again at new positions. Zero pads every reserved frame at
+    /// once: for tools and tests that know that no writer is alive.
     pub fn unblock_timeout(mut self, timeout: Duration) -> Self {
         self.unblock_timeout = timeout;
         self

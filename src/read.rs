@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::format::frame::{self, Header};
-use crate::format::header::{OFF_NOTIFY_SEQ, OFF_WAITERS};
+use crate::format::header::{OFF_NOTIFY_SEQ, OFF_PARKED};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::log::Inner;
 use crate::map::{Slot, SlotError};
@@ -218,7 +218,10 @@ impl Reader {
     /// it is (call again later).
     ///
     /// The search reads copies of the file (`pread`), never the mapping, and
-    /// stops at the tail, so it never touches frames being written.
+    /// stops at the tail. It does not wait for frames reserved after the
+    /// damage and still being written: if a later record is already
+    /// published, the reader moves to it and never sees those. Call this
+    /// only to give up on damage, not as a way to move through a live log.
     ///
     /// # Errors
     /// I/O errors.
@@ -296,18 +299,18 @@ impl Reader {
             {
                 Ok(Slot::Data { crc, payload }) => {
                     let len = payload.len() as u32;
-                    if let Err(computed) = frame::check_data(pos, len, crc, payload) {
-                        return Err(Error::ChecksumMismatch {
-                            position: Position::from(pos),
-                            stored: crc,
-                            computed,
-                        });
-                    }
                     let next = off + frame::frame_len(len);
                     if next > self.seg.data_limit() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
                             reason: "record runs into the end of its segment",
+                        });
+                    }
+                    if let Err(computed) = frame::check_data(pos, len, crc, payload) {
+                        return Err(Error::ChecksumMismatch {
+                            position: Position::from(pos),
+                            stored: crc,
+                            computed,
                         });
                     }
                     // A writer reserves (moves the tail past its frame)
@@ -317,7 +320,7 @@ impl Reader {
                     // not a writer's; trusting it would let the next append
                     // land inside it and derail this reader.
                     if next > self.tail_seen {
-                        self.tail_seen = self.seg.tail().load(Ordering::Acquire);
+                        self.tail_seen = self.seg.tail_word();
                         if next > self.tail_seen {
                             return Err(Error::CorruptFrame {
                                 position: Position::from(pos),
@@ -347,7 +350,7 @@ impl Reader {
                     // reservation crossed the data limit, after that
                     // reservation: a marker in a segment that is not full is
                     // not one a writer made.
-                    if self.seg.tail().load(Ordering::Acquire) <= self.seg.data_limit() {
+                    if self.seg.tail_word() <= self.seg.data_limit() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
                             reason: "end-of-segment marker in a segment that is not full",
@@ -392,7 +395,10 @@ impl Reader {
                             reason: "frame runs past the end of its segment",
                         });
                     }
-                    match self.seg.readable_len(end)? {
+                    // A published frame: its writer grew the file to cover
+                    // it first. Ask the kernel, not the `grown` hint, which
+                    // the process that grew the file may not have raised yet.
+                    match self.seg.covering_len(end)? {
                         Some(len) => self.readable = len,
                         None => {
                             return Err(Error::CorruptFrame {
@@ -429,7 +435,7 @@ impl Reader {
         if let Header::InProgress { len } = h {
             let end = off + frame::frame_len(len);
             if end > self.tail_seen {
-                self.tail_seen = self.seg.tail().load(Ordering::Acquire);
+                self.tail_seen = self.seg.tail_word();
             }
             if end > self.tail_seen || end > self.seg.data_limit() {
                 return Some("in-progress frame runs past the reserved space");
@@ -517,14 +523,20 @@ impl Reader {
                 seg.map().cas_word(off as usize, word, pad).is_ok()
             }
             _ => {
-                // Reservations all lie below the tail; the file must cover
-                // what we pad (its writer may have died before growing it).
+                // Reservations all lie below the tail. The file must cover
+                // each word padded (its writer may have died before growing
+                // it): grow as the run goes, so that on a nearly full disk
+                // a page is enough to get readers past the hole.
                 let limit = seg.reserved_end();
-                if limit <= off || seg.ensure_len(limit, self.log.opts.grow_step).is_err() {
-                    return Ok(false);
-                }
+                let mut covered = 0;
                 let mut q = off;
                 while q + FRAME_HEADER_LEN <= limit {
+                    if q + FRAME_HEADER_LEN > covered {
+                        match seg.ensure_len(q + FRAME_HEADER_LEN, self.log.opts.grow_step) {
+                            Ok(len) => covered = len,
+                            Err(_) => break,
+                        }
+                    }
                     let pad = frame::padding_word(seg.base() + q, 0);
                     if seg.map().cas_word(q as usize, 0, pad).is_err() {
                         break;
@@ -582,11 +594,15 @@ impl Reader {
     /// Parks on the segment's futex until an appender publishes or the
     /// timeout passes.
     ///
-    /// The reader registers in `waiters`, then re-checks its frame, then
-    /// sleeps while `notify_seq` is unchanged. An appender publishes (a
-    /// sequentially consistent compare-and-swap), then reads `waiters`
-    /// (sequentially consistent) and wakes if it is non-zero. Either the
-    /// appender sees the registration, or the re-check sees the frame.
+    /// The reader loads `notify_seq`, sets the `parked` flag, re-checks its
+    /// frame, then sleeps while `notify_seq` is unchanged. An appender
+    /// publishes (a sequentially consistent compare-and-swap), then loads
+    /// `parked` (sequentially consistent); if it is set, the appender
+    /// clears it, bumps `notify_seq` and wakes every parked reader. Either
+    /// the appender sees the flag, or the re-check sees the frame; and an
+    /// appender that finds the flag already cleared by another knows that
+    /// one bumps `notify_seq` after this reader loaded it, so the reader
+    /// does not sleep through it.
     fn park(&mut self, timeout: Option<Duration>) {
         // A parked reader polls rarely: have its next poll look at the
         // unblocker's clock.
@@ -595,7 +611,7 @@ impl Reader {
         }
         let seg = Arc::clone(&self.seg);
         let map = seg.map();
-        let seq = map.header_u32(OFF_NOTIFY_SEQ).load(Ordering::SeqCst);
+        let seq = map.load_header_u32_seqcst(OFF_NOTIFY_SEQ);
         let registered = map.is_writable();
         let timeout = if registered {
             // Wake up in time to unblock a frame whose writer died: no
@@ -606,7 +622,13 @@ impl Reader {
             Some(timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK)))
         };
         if registered {
-            map.header_u32(OFF_WAITERS).fetch_add(1, Ordering::SeqCst);
+            // Already set by another reader: whoever clears it wakes us
+            // too, and its clearing comes after our load in the total
+            // order, so after our load of `notify_seq`.
+            let parked = map.header_u32(OFF_PARKED);
+            if parked.load(Ordering::SeqCst) == 0 {
+                parked.store(1, Ordering::SeqCst);
+            }
         }
         match self.readiness() {
             Readiness::Ready => {}
@@ -616,13 +638,10 @@ impl Reader {
                 map.futex_wait(OFF_NOTIFY_SEQ, seq, Some(t));
             }
         }
-        if registered {
-            map.header_u32(OFF_WAITERS).fetch_sub(1, Ordering::SeqCst);
-        }
     }
 
     /// Whether the frame at the reader's position is still waiting for an
-    /// appender (after the reader registered as a waiter).
+    /// appender (after the reader set the `parked` flag).
     fn readiness(&self) -> Readiness {
         if self.unverified {
             // Not a known boundary: do not read it through the mapping.

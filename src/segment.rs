@@ -12,16 +12,21 @@ use crossbeam_utils::CachePadded;
 
 use crate::format::frame::{self, Header};
 use crate::format::header::{
-    SegmentHeader, MAX_POSITION, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_STATE, OFF_TAIL,
-    OFF_WAITERS, STATE_DIRTY, STATE_SEALED,
+    SegmentHeader, MAX_POSITION, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_PARKED, OFF_STATE,
+    OFF_TAIL, STATE_DIRTY, STATE_SEALED,
 };
 use crate::format::{align_up, FRAME_HEADER_LEN, HEADER_LEN, PAGE};
 use crate::map::{Mapping, Slot};
 use crate::{Error, Result};
 
-/// Bytes recovery may checksum while searching past one damaged frame for
-/// the next valid one, so that hostile input cannot make it quadratic.
+/// Bytes recovery of one segment may checksum while searching past damaged
+/// frames for valid ones, all searches together, so that hostile input
+/// cannot make it quadratic. Each `pread` of a candidate's successor is
+/// charged [`PREAD_COST`].
 const SEARCH_BUDGET: u64 = 256 << 20;
+
+/// What one `pread` outside the search window costs against a budget.
+const PREAD_COST: u64 = 4096;
 
 /// File name suffix of segment files.
 pub(crate) const SEGMENT_SUFFIX: &str = ".tlog";
@@ -95,7 +100,7 @@ fn now_nanos() -> u64 {
 
 /// Grows `file` to at least `len` bytes with blocks reserved, so that no
 /// later write into the mapping can hit a full disk and raise SIGBUS.
-/// `posix_fallocate` never shrinks a file, so concurrent growers are safe.
+/// `fallocate` never shrinks a file, so concurrent growers are safe.
 fn allocate(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
     crate::map::allocate(file, from, len).map_err(|e| Error::io("grow segment", path, e))
 }
@@ -156,7 +161,7 @@ impl Segment {
             // persist the header page and not the allocation). Make it true.
             // Bounded by what has been reserved, so that a garbage hint
             // cannot make every open allocate up to the capacity.
-            let grown = seg.map.header_u64(OFF_GROWN).load(Ordering::Acquire);
+            let grown = seg.map.load_header(OFF_GROWN);
             let reserved = align_up(seg.reserved_end(), PAGE).unwrap_or(header.capacity);
             if grown > len && len < reserved {
                 let target = grown.min(reserved).min(header.capacity);
@@ -189,14 +194,16 @@ impl Segment {
             std::process::id(),
             now_nanos()
         ));
-        let result =
-            Self::build(&tmp, &header, initial_len, mode).and_then(|()| {
-                match fs::hard_link(&tmp, &path) {
-                    Ok(()) => sync_dir(dir),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                    Err(e) => Err(Error::io("link segment", &path, e)),
-                }
-            });
+        let result = Self::build(&tmp, &header, initial_len, mode).and_then(|()| {
+            match fs::hard_link(&tmp, &path) {
+                // Whoever linked it, the entry must be durable before
+                // this process appends to the segment: the winner may
+                // not have reached its fsync (or may have died first).
+                Ok(()) => sync_dir(dir),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => sync_dir(dir),
+                Err(e) => Err(Error::io("link segment", &path, e)),
+            }
+        });
         let _ = fs::remove_file(&tmp);
         result?;
         match Self::open(&path, header.base, true)? {
@@ -267,13 +274,21 @@ impl Segment {
         self.header.next_base()
     }
 
+    /// The shared tail word, for appenders and recovery (writable
+    /// mappings only). Loads go through [`tail_word`](Self::tail_word).
     #[inline]
     pub(crate) fn tail(&self) -> &AtomicU64 {
         self.map.header_u64(OFF_TAIL)
     }
 
+    /// The tail word as it is now (acquire semantics; any mapping).
+    #[inline]
+    pub(crate) fn tail_word(&self) -> u64 {
+        self.map.load_header(OFF_TAIL)
+    }
+
     pub(crate) fn state(&self) -> u64 {
-        self.map.header_u64(OFF_STATE).load(Ordering::Acquire)
+        self.map.load_header(OFF_STATE)
     }
 
     /// Sets bits in the `state` word (writable mappings only).
@@ -296,16 +311,14 @@ impl Segment {
 
     /// The reserved part of the segment: `tail` clamped to the capacity.
     pub(crate) fn reserved_end(&self) -> u64 {
-        self.tail()
-            .load(Ordering::Acquire)
-            .clamp(HEADER_LEN, self.header.capacity)
+        self.tail_word().clamp(HEADER_LEN, self.header.capacity)
     }
 
     /// Whether recovery must scan this segment: frames past the `checked`
     /// watermark have not been verified since they were written, a writer
     /// left a hole it could not pad, or the tail word is implausible.
     pub(crate) fn needs_recovery(&self) -> bool {
-        let tail = self.tail().load(Ordering::Acquire);
+        let tail = self.tail_word();
         // Writers overshoot the capacity by what they reserve at once, far
         // less than this; a tail near the top of the range would wrap
         // around on the next `fetch_add`.
@@ -315,7 +328,7 @@ impl Segment {
         if self.state() & STATE_DIRTY != 0 {
             return true;
         }
-        let checked = self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire);
+        let checked = self.checked();
         if checked != self.reserved_end() {
             return true;
         }
@@ -329,7 +342,7 @@ impl Segment {
     /// The `checked` watermark: every frame below it is complete (no hole,
     /// no frame in progress).
     pub(crate) fn checked(&self) -> u64 {
-        self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire)
+        self.map.load_header(OFF_CHECKED)
     }
 
     /// Records that every frame below the tail has been verified: called
@@ -359,7 +372,7 @@ impl Segment {
             });
         }
         // Another writer may have grown the file already.
-        let hint = self.map.header_u64(OFF_GROWN).load(Ordering::Acquire);
+        let hint = self.map.load_header(OFF_GROWN);
         if hint >= end {
             let len = self.file_len()?;
             if len >= end {
@@ -426,6 +439,12 @@ impl Segment {
     }
 
     /// The file's current length (fstat), clamped to the reservation.
+    ///
+    /// A process with write access also raises the `grown` hint to it: an
+    /// appender of this process may now write up to this length, and a
+    /// reader in another process must learn that it can read there even if
+    /// the process that grew the file has not published the hint yet (it
+    /// may be stopped between its `fallocate` and its hint).
     pub(crate) fn file_len(&self) -> Result<u64> {
         let len = self
             .file
@@ -434,22 +453,35 @@ impl Segment {
             .len()
             .min(self.header.capacity);
         self.known_len.fetch_max(len, Ordering::AcqRel);
+        if self.map.is_writable() {
+            self.map
+                .header_u64(OFF_GROWN)
+                .fetch_max(len, Ordering::AcqRel);
+        }
         Ok(len)
     }
 
-    /// For readers: a length of the file that covers `end`, if it does.
-    /// Cheap when `end` is within the known length; otherwise consults the
-    /// writers' `grown` hint and only then pays for an fstat. Readers never
-    /// trust the hint itself, only the file's real length.
+    /// For readers waiting for a frame header at `end - 8`: a length of the
+    /// file that covers `end`, if it does. Cheap when `end` is within the
+    /// known length; otherwise consults the writers' `grown` hint and only
+    /// then pays for an fstat. The hint only decides whether to ask the
+    /// kernel; readers never trust it as a length.
     pub(crate) fn readable_len(&self, end: u64) -> Result<Option<u64>> {
         let known = self.known_len.load(Ordering::Acquire);
         if end <= known {
             return Ok(Some(known));
         }
-        let hint = self.map.header_u64(OFF_GROWN).load(Ordering::Acquire);
+        let hint = self.map.load_header(OFF_GROWN);
         if hint <= known && known > HEADER_LEN {
             return Ok(None);
         }
+        self.covering_len(end)
+    }
+
+    /// The file's length if it covers `end` (always an fstat): for a reader
+    /// that found a published frame extending past the length it knew,
+    /// which its writer can only have published once the file covered it.
+    pub(crate) fn covering_len(&self, end: u64) -> Result<Option<u64>> {
         let len = self.file_len()?;
         Ok((end <= len).then_some(len))
     }
@@ -459,10 +491,14 @@ impl Segment {
         self.known_len.load(Ordering::Acquire)
     }
 
-    /// Wakes readers parked on this segment, if any.
+    /// Wakes readers parked on this segment, if any registered since the
+    /// last wake-up. The `parked` flag is cleared by the waker, not by the
+    /// readers: a reader killed while parked costs one wake-up, not a system
+    /// call on every append that follows.
     #[inline]
     pub(crate) fn wake_readers(&self) {
-        if self.map.header_u32(OFF_WAITERS).load(Ordering::SeqCst) != 0 {
+        let parked = self.map.header_u32(OFF_PARKED);
+        if parked.load(Ordering::SeqCst) != 0 && parked.swap(0, Ordering::SeqCst) != 0 {
             self.wake_all();
         }
     }
@@ -481,27 +517,49 @@ impl Segment {
     /// called while no other writer of the log is alive.
     ///
     /// Walks the frames from the `checked` watermark (frames below it were
-    /// verified before) up to the tail word: writers only write inside
-    /// reservations, all below the tail, so anything past it is stale and
-    /// is zeroed, never parsed. Valid frames (data with a matching CRC,
-    /// padding, end) are kept. Where a writer died there is either a zero
-    /// header (reserved, nothing written: its whole range is still zero) or
-    /// an in-progress header (its extent is in the header). Such holes become
-    /// padding if a valid frame follows them, and are cut as the torn tail
-    /// otherwise. A data frame that fails its CRC, or a malformed header, is
-    /// damage: if a valid frame follows, its header word is left in place so
-    /// that readers report it at its position, and the rest of it is zeroed
+    /// verified before), once a copy of the file shows that a frame starts
+    /// there, or else from the first frame. Valid frames (data with a
+    /// matching CRC, padding, end) are kept. Where a writer died there is
+    /// either a zero header (reserved, nothing written: its whole range is
+    /// still zero) or an in-progress header (its extent is in the header).
+    /// Writers only reserve below the tail word, so such holes are only
+    /// looked for there: they become padding if a valid frame follows them,
+    /// and are cut as the torn tail otherwise. A data frame that fails its
+    /// CRC, or a malformed header, below the tail is damage: if a valid
+    /// frame follows, its header word is left in place so that readers
+    /// report it at its position, and the rest of it is zeroed
     /// (`neutralise`); if the search for one runs out of budget, nothing
     /// past it is cut either.
+    ///
+    /// Past the tail, valid frames that follow on from the last one without
+    /// a gap are kept and the tail is raised over them: only a damaged tail
+    /// word, or a header page older than its data after a power loss, puts
+    /// records there. The first word past them that is not a valid frame
+    /// ends the log, and everything from there to the end of the file is
+    /// zeroed. A tail word no writer could have left (below the header,
+    /// misaligned, absurdly large) says nothing about where reservations
+    /// end: the whole file is searched for holes then.
     pub(crate) fn recover(&self, seal: bool, step: u64) -> Result<Recovery> {
         let file_len = self.file_len()?;
         let cap = self.header.capacity;
         let base = self.base();
-        let scan_end = file_len.min(self.reserved_end());
-        let checked = self.map.header_u64(OFF_CHECKED).load(Ordering::Acquire);
-        let start = if checked >= HEADER_LEN
+        let scan_end = file_len.min(cap);
+        let raw_tail = self.tail_word();
+        let tail_plausible = raw_tail >= HEADER_LEN
+            && raw_tail.is_multiple_of(FRAME_HEADER_LEN)
+            && raw_tail <= MAX_POSITION;
+        // Holes and damage are looked for below this; past it, only a run
+        // of valid frames continues the log.
+        let hole_end = if tail_plausible {
+            raw_tail.min(scan_end)
+        } else {
+            scan_end
+        };
+        let checked = self.checked();
+        let start = if checked > HEADER_LEN
             && checked <= scan_end
             && checked.is_multiple_of(FRAME_HEADER_LEN)
+            && self.starts_frame_copy(checked, raw_tail)?
         {
             checked
         } else {
@@ -515,6 +573,7 @@ impl Segment {
         let mut damage: Vec<(u64, u64)> = Vec::new();
         let mut off = start;
         let mut give_up = false;
+        let mut budget = SEARCH_BUDGET;
         while off + FRAME_HEADER_LEN <= scan_end {
             let pos = base + off;
             let slot = self.map.slot(off as usize, pos, scan_end as usize);
@@ -543,43 +602,43 @@ impl Segment {
                     rec.sealed = true;
                     break;
                 }
-                Ok(Slot::Control(Header::InProgress { .. })) if frame_end <= scan_end => {
+                // Past the tail, the run of valid frames ends at anything
+                // else: nobody reserved space there.
+                _ if off >= hole_end => break,
+                Ok(Slot::Control(Header::InProgress { .. })) if frame_end <= hole_end => {
                     holes.push((off, frame_end));
                     off = frame_end;
                 }
                 Ok(Slot::Control(Header::Empty)) => {
                     let mut q = off + FRAME_HEADER_LEN;
-                    while q + FRAME_HEADER_LEN <= scan_end
+                    while q + FRAME_HEADER_LEN <= hole_end
                         && self.map.load_word(q as usize) == Some(0)
                     {
                         q += FRAME_HEADER_LEN;
                     }
-                    if q + FRAME_HEADER_LEN > scan_end {
+                    if q + FRAME_HEADER_LEN > hole_end {
                         break;
                     }
                     holes.push((off, q));
                     off = q;
                 }
-                _ => {
-                    let mut budget = SEARCH_BUDGET;
-                    match self.find_valid(off + FRAME_HEADER_LEN, scan_end, &mut budget)? {
-                        Some(q) => {
-                            damage.push((off, q));
-                            off = q;
-                        }
-                        None => {
-                            give_up = true;
-                            break;
-                        }
+                _ => match self.find_valid(off + FRAME_HEADER_LEN, hole_end, &mut budget)? {
+                    Some(q) => {
+                        damage.push((off, q));
+                        off = q;
                     }
-                }
+                    None => {
+                        give_up = true;
+                        break;
+                    }
+                },
             }
         }
         if give_up {
             // Damage we could not see past: keep everything up to the tail
             // for readers to report, rather than cut records we cannot see.
             rec.damaged += damage.len() as u64 + 1;
-            rec.end = scan_end;
+            rec.end = rec.end.max(hole_end);
             // Everything up to the tail is kept: the holes in it are dead
             // writers', and `checked` will say that none is left below it.
             for (start, end) in holes.drain(..) {
@@ -590,8 +649,9 @@ impl Segment {
         // Anything still pending lies past the last valid frame: torn tail,
         // frames reserved and never (or not completely) written.
         let end = rec.end;
-        if !rec.sealed {
-            rec.bytes_cut = scan_end.saturating_sub(end);
+        if !rec.sealed && tail_plausible {
+            // Reserved space past the last valid frame.
+            rec.bytes_cut = hole_end.saturating_sub(end);
         }
         if seal && !rec.sealed {
             if end + FRAME_HEADER_LEN <= cap {
@@ -607,7 +667,14 @@ impl Segment {
         }
         let zero_to = self.file_len()?;
         if zero_to > rec.end {
-            self.map.zero_words(rec.end as usize, zero_to as usize);
+            let zeroed = self
+                .map
+                .zero_words(rec.end as usize, zero_to as usize)
+                .unwrap_or(0);
+            if !tail_plausible {
+                // Nothing says what was reserved: count what was written.
+                rec.bytes_cut = zeroed * FRAME_HEADER_LEN;
+            }
         }
 
         let tail = if rec.sealed { cap } else { rec.end };
@@ -706,11 +773,24 @@ impl Segment {
                     let end = q + frame::frame_len(len);
                     // Cheap checks first: in bounds, and followed by a
                     // plausible header (or the end of the range).
-                    let plausible = end <= to.min(self.data_limit())
+                    let in_bounds = end <= to.min(self.data_limit());
+                    let plausible = in_bounds
                         && (end + FRAME_HEADER_LEN > to || {
                             let mut next = [0u8; 8];
-                            self.read_at(&mut next, end)? == 8
-                                && frame::decode(u64::from_le_bytes(next), base + end).is_ok()
+                            let w_end = window_at + window.len() as u64;
+                            if end >= window_at && end + FRAME_HEADER_LEN <= w_end {
+                                let j = (end - window_at) as usize;
+                                next.copy_from_slice(&window[j..j + 8]);
+                            } else {
+                                if *budget < PREAD_COST {
+                                    return Ok(None);
+                                }
+                                *budget -= PREAD_COST;
+                                if self.read_at(&mut next, end)? != 8 {
+                                    next = [0xFF; 8];
+                                }
+                            }
+                            frame::decode(u64::from_le_bytes(next), base + end).is_ok()
                         });
                     if plausible {
                         let cost = u64::from(len) + 12;
@@ -776,6 +856,26 @@ impl Segment {
             // one by accident.
             Ok(Header::Padding { .. } | Header::End) => Start::Boundary,
             _ => Start::NotAFrame,
+        })
+    }
+
+    /// Whether a frame starts at `off`, judged on `pread` copies: a frame
+    /// valid on its own (its CRC covers its position, so a word inside a
+    /// record does not pass by accident), or the tail with nothing written
+    /// there yet. Recovery asks this of the `checked` watermark before it
+    /// trusts it: a watermark damaged to point inside a record would make
+    /// recovery take payload words for holes and damage and overwrite them.
+    fn starts_frame_copy(&self, off: u64, tail: u64) -> Result<bool> {
+        let mut word = [0u8; 8];
+        if self.read_at(&mut word, off)? < 8 {
+            return Ok(false);
+        }
+        let word = u64::from_le_bytes(word);
+        Ok(match frame::decode(word, self.base() + off) {
+            Ok(Header::Empty) => off == tail,
+            Ok(Header::Data { .. }) => self.check_data_copy(off)?,
+            Ok(Header::Padding { .. } | Header::End) => true,
+            _ => false,
         })
     }
 

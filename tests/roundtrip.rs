@@ -199,3 +199,43 @@ fn batches_are_contiguous_in_order_and_cross_rollovers() {
     assert!(matches!(err, tidelog::Error::RecordTooLarge { .. }));
     assert!(reader.try_next().unwrap().is_none());
 }
+
+#[test]
+fn a_batch_rolling_into_a_smaller_segment_is_split_again() {
+    // Segments keep the capacity they were created with; a log reopened
+    // with a smaller `segment_capacity` creates smaller successors. Found by
+    // review: a batch sized for the old segment that rolled over into a
+    // smaller one failed with RecordTooLarge, after earlier chunks of it
+    // had been appended, though every record fitted.
+    let tmp = tempfile::tempdir().unwrap();
+    let big = Options::new().segment_capacity(1 << 20);
+    let log = big.open(tmp.path()).unwrap();
+    let mut a = log.appender().unwrap();
+    // Fill the 1 MiB segment to within 64 KiB of its end.
+    while log.segments().unwrap()[0].used < (1 << 20) - (64 << 10) {
+        a.append(&[1u8; 4000]).unwrap();
+    }
+    drop(a);
+    drop(log);
+    let small = Options::new().segment_capacity(64 << 10);
+    let log = small.open(tmp.path()).unwrap();
+    let before = log.end_position().unwrap();
+    let records: Vec<Vec<u8>> = (0..200u32).map(|i| vec![i as u8; 1000]).collect();
+    let span = log
+        .appender()
+        .unwrap()
+        .append_batch(&records)
+        .unwrap()
+        .unwrap();
+    assert!(*span.start() >= before);
+    let mut r = log.reader_at(*span.start()).unwrap();
+    for (i, want) in records.iter().enumerate() {
+        let got = r
+            .try_next()
+            .unwrap()
+            .unwrap_or_else(|| panic!("record {i}"));
+        assert_eq!(&*got, &want[..], "record {i}");
+    }
+    assert!(r.try_next().unwrap().is_none());
+    assert!(log.segments().unwrap().len() >= 3);
+}

@@ -22,10 +22,10 @@
 //! |    128 |    8 | `tail`             | atomic: next unreserved file offset (may exceed `capacity`) |
 //! |    256 |    8 | `grown`            | atomic: bytes writers have allocated (a hint, never trusted by readers) |
 //! |    384 |    4 | `notify_seq`       | atomic: futex word, bumped when parked readers are woken    |
-//! |    388 |    4 | `waiters`          | atomic: number of readers parked on `notify_seq`            |
+//! |    388 |    4 | `parked`           | atomic: non-zero when a reader may be parked on `notify_seq` |
 //! |    512 |    8 | `state`            | atomic: bit 0 sealed, bit 1 dirty (a hole may be left)      |
 //! |    520 |    8 | `checked`          | atomic: frames below this offset are known hole-free        |
-//! |    640 |    8 | `flushed`          | atomic: file offset up to which frames are known durable    |
+//! |    640 |    8 | `flushed`          | reserved for a durable watermark; zero, not maintained yet  |
 //!
 //! Everything else up to `header_len` is reserved and zero.
 
@@ -52,8 +52,8 @@ pub const OFF_TAIL: usize = 128;
 pub const OFF_GROWN: usize = 256;
 /// File offset of the `notify_seq` futex word.
 pub const OFF_NOTIFY_SEQ: usize = 384;
-/// File offset of the `waiters` word.
-pub const OFF_WAITERS: usize = 388;
+/// File offset of the `parked` flag.
+pub const OFF_PARKED: usize = 388;
 /// File offset of the `state` word.
 pub const OFF_STATE: usize = 512;
 /// File offset of the `checked` word.
