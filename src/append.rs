@@ -180,10 +180,12 @@ impl Appender {
     /// one by one after it, still in order.
     ///
     /// # Errors
-    /// [`Error::RecordTooLarge`] if any record exceeds the limit, and then
-    /// nothing is appended. Otherwise the errors of [`append`](Self::append)
-    /// (a full disk, I/O): what was appended before the error is a prefix of
-    /// the batch, in order, which a reader of the log sees.
+    /// [`Error::RecordTooLarge`] if any record exceeds the log's limit, and
+    /// then nothing is appended. Otherwise the errors of
+    /// [`append`](Self::append): a full disk, I/O, or a record that does
+    /// not fit an empty segment of a smaller capacity that another process
+    /// created. What was appended before the error is a prefix of the
+    /// batch, in order, which a reader of the log sees.
     ///
     /// ```
     /// # fn main() -> Result<(), tidelog::Error> {

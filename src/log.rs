@@ -74,7 +74,10 @@ pub struct RecoveryReport {
     /// Holes left by writers that died between reserving and publishing,
     /// turned into padding.
     pub holes_padded: u64,
-    /// Bytes of torn, unpublished frames cut from the tail.
+    /// Bytes of torn, unpublished frames cut from the tail: the reserved
+    /// space past the last valid frame. (When the tail word itself was
+    /// damaged, so that nothing says what was reserved: the non-zero bytes
+    /// zeroed past the last valid frame.)
     pub bytes_cut: u64,
     /// Damaged frames left in place between valid ones; readers report them
     /// as errors at their positions.

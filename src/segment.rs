@@ -168,6 +168,11 @@ impl Segment {
                 allocate(&seg.file, &seg.path, len, target)?;
                 seg.known_len.fetch_max(target, Ordering::AcqRel);
             }
+            // The other way round: a writer that grew the file and died (or
+            // is stopped) before raising the hint. This process will append
+            // up to the length it just saw, and readers elsewhere must learn
+            // that they may read there.
+            seg.raise_grown(len.min(header.capacity));
         }
         Ok(Some(seg))
     }
@@ -393,9 +398,7 @@ impl Segment {
             }
             Err(e) => return Err(e),
         };
-        self.map
-            .header_u64(OFF_GROWN)
-            .fetch_max(grown, Ordering::AcqRel);
+        self.raise_grown(grown);
         Ok(self.known_len.fetch_max(grown, Ordering::AcqRel).max(grown))
     }
 
@@ -452,13 +455,23 @@ impl Segment {
             .map_err(|e| Error::io("stat segment", &self.path, e))?
             .len()
             .min(self.header.capacity);
+        // The hint first: an appender of this process may write up to the
+        // length as soon as `known_len` holds it.
+        self.raise_grown(len);
         self.known_len.fetch_max(len, Ordering::AcqRel);
-        if self.map.is_writable() {
+        Ok(len)
+    }
+
+    /// Raises the `grown` hint to `len` (writable mappings only). Loads
+    /// first: a read-modify-write that changes nothing still writes the
+    /// header page (x86 `lock cmpxchg` always stores), which would make
+    /// every flush write it back.
+    fn raise_grown(&self, len: u64) {
+        if self.map.is_writable() && self.map.load_header(OFF_GROWN) < len {
             self.map
                 .header_u64(OFF_GROWN)
                 .fetch_max(len, Ordering::AcqRel);
         }
-        Ok(len)
     }
 
     /// For readers waiting for a frame header at `end - 8`: a length of the
@@ -610,13 +623,17 @@ impl Segment {
                     off = frame_end;
                 }
                 Ok(Slot::Control(Header::Empty)) => {
+                    // The hole runs to the next non-zero word or the tail;
+                    // what follows decides, as for an in-progress hole:
+                    // a valid frame (past the tail too) makes it padding,
+                    // anything else makes it the torn tail.
                     let mut q = off + FRAME_HEADER_LEN;
                     while q + FRAME_HEADER_LEN <= hole_end
                         && self.map.load_word(q as usize) == Some(0)
                     {
                         q += FRAME_HEADER_LEN;
                     }
-                    if q + FRAME_HEADER_LEN > hole_end {
+                    if q + FRAME_HEADER_LEN > scan_end {
                         break;
                     }
                     holes.push((off, q));
@@ -686,6 +703,12 @@ impl Segment {
         self.map
             .header_u64(OFF_CHECKED)
             .store(if rec.sealed { cap } else { rec.end }, Ordering::Release);
+        // Make the repair durable before anything is appended after it.
+        // Otherwise, after a power loss, the zeroed pages (still dirty in
+        // the page cache) could come back with their old frames, which
+        // records appended since at the same positions would not hide: the
+        // next recovery would follow them past the tail, out of order.
+        self.flush_range(0, zero_to.max(rec.end))?;
         Ok(rec)
     }
 
@@ -859,20 +882,26 @@ impl Segment {
         })
     }
 
-    /// Whether a frame starts at `off`, judged on `pread` copies: a frame
-    /// valid on its own (its CRC covers its position, so a word inside a
-    /// record does not pass by accident), or the tail with nothing written
-    /// there yet. Recovery asks this of the `checked` watermark before it
-    /// trusts it: a watermark damaged to point inside a record would make
-    /// recovery take payload words for holes and damage and overwrite them.
+    /// Whether recovery may start at the `checked` watermark `off`: it
+    /// equals the tail word (the two agree: the last writer to close set
+    /// both, and appends go there), or a `pread` copy shows a frame that is
+    /// valid on its own starting there (its CRC covers its position, so a
+    /// word inside a record does not pass by accident). A watermark damaged
+    /// to point inside a record would otherwise make recovery take payload
+    /// words for holes and damage and overwrite them; rescanning from the
+    /// segment's start instead of trusting a watermark that agrees with the
+    /// tail would re-read frames that appends since then may have been
+    /// placed after on its word (found by the recover fuzzer).
     fn starts_frame_copy(&self, off: u64, tail: u64) -> Result<bool> {
+        if off == tail {
+            return Ok(true);
+        }
         let mut word = [0u8; 8];
         if self.read_at(&mut word, off)? < 8 {
             return Ok(false);
         }
         let word = u64::from_le_bytes(word);
         Ok(match frame::decode(word, self.base() + off) {
-            Ok(Header::Empty) => off == tail,
             Ok(Header::Data { .. }) => self.check_data_copy(off)?,
             Ok(Header::Padding { .. } | Header::End) => true,
             _ => false,

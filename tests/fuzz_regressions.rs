@@ -162,3 +162,23 @@ fn recover_damage_hiding_a_frame_that_validates_later() {
     frame::encode_data(h + 8, &[6; 8], &mut body);
     targets::recover(&raw_image_input(0x00, &body));
 }
+
+/// Found by `recover` on random seeds, minutes after recovery stopped
+/// trusting a `checked` watermark that no frame starts at: an image whose
+/// header claimed `checked` equal to a tail lying inside a padding frame.
+/// The first open trusted that (as it should: the two agree), and the
+/// record appended after it landed inside the old padding. At the next
+/// open the word at the new tail was stale payload, so recovery distrusted
+/// the watermark, rescanned the segment from its start, followed the old
+/// padding and swallowed the acknowledged record. Fixed: a watermark equal
+/// to the tail is a frame boundary by construction (appends go there), as
+/// `Log::reader_at` already held; only a watermark that differs from the
+/// tail must show a valid frame on a copy of the file.
+#[test]
+fn recover_watermark_equal_to_the_tail_is_trusted() {
+    targets::recover(&[
+        0xaa, 0x00, 0x0a, 0xa2, 0xae, 0xae, 0xee, 0xae, 0xae, 0xae, 0x1e, 0x1e, 0x00, 0x06, 0xc1,
+        0x00, 0x00, 0x05, 0x0c, 0x1c, 0x03, 0x00, 0x28, 0x2d, 0x03, 0x00, 0x10, 0xf9, 0x05, 0xff,
+        0x03, 0x00,
+    ]);
+}

@@ -434,7 +434,9 @@ fn a_damaged_tail_word_loses_no_record() {
     // follows the records that validate and raises the tail over them.
     // (Found by review: recovery clamped such a tail to the first frame and
     // zeroed every record of the segment.)
-    for bad_tail in [17u64, 0, 4096, 4096 + 24, 4096 + 8 * 3] {
+    // Misaligned, zero, the first frame, a frame boundary, inside the first
+    // record, inside the second.
+    for bad_tail in [17u64, 0, 4096, 4096 + 24, 4096 + 16, 4096 + 32] {
         let tmp = tempfile::tempdir().unwrap();
         let end = base_log(tmp.path(), 5);
         crash(tmp.path(), bad_tail);
@@ -497,7 +499,9 @@ fn hostile_damage_cannot_make_recovery_unbounded() {
     let target = 12u64 << 20;
     let mut image = Vec::with_capacity((hostile_end - start) as usize);
     let mut q = start;
+    let mut last_pattern = start;
     while q + 24 <= hostile_end {
+        last_pattern = q;
         // A header no writer produces (kind 7)...
         image.extend_from_slice(&(7u64 << 28).to_le_bytes());
         // ... a record header whose frame ends on a zero word at `target`,
@@ -530,8 +534,14 @@ fn hostile_damage_cannot_make_recovery_unbounded() {
         .expect("recovery did not finish: its search is not bounded");
     assert!(report.damaged_frames >= 1, "{report:?}");
     assert_eq!(got, Some(b"good".to_vec()));
-    // Nothing was cut: the damage is still there for readers to report.
+    // Nothing was cut: the damage is still there for readers to report,
+    // up to its end.
     assert_eq!(u64_at(&path, start), 7u64 << 28);
+    assert_eq!(u64_at(&path, last_pattern), 7u64 << 28);
+    assert_eq!(
+        u64_at(&path, last_pattern + 16),
+        frame::padding_word(last_pattern + 16, 0)
+    );
 }
 
 #[test]
