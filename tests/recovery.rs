@@ -380,6 +380,15 @@ fn an_unfinished_frame_below_the_watermark_is_never_padded() {
     assert_eq!(r.try_next().unwrap().unwrap().to_vec(), b"appended");
 }
 
+/// Appends "before", then reserves a frame, fills it and leaks the
+/// reservation (`mem::forget`): its frame stays in progress for good.
+fn append_and_leak_a_reservation(a: &mut tidelog::Appender) {
+    a.append(b"before").unwrap();
+    let mut res = a.reserve(16).unwrap();
+    res.copy_from_slice(&[7; 16]);
+    std::mem::forget(res);
+}
+
 #[test]
 fn a_leaked_reservation_is_recovered_not_vouched_for() {
     // `mem::forget` on a reservation leaves its frame in progress for good.
@@ -388,10 +397,7 @@ fn a_leaked_reservation_is_recovered_not_vouched_for() {
     let tmp = tempfile::tempdir().unwrap();
     let log = options().open(tmp.path()).unwrap();
     let mut a = log.appender().unwrap();
-    a.append(b"before").unwrap();
-    let mut res = a.reserve(16).unwrap();
-    res.copy_from_slice(&[7; 16]);
-    std::mem::forget(res);
+    append_and_leak_a_reservation(&mut a);
     a.append(b"after").unwrap();
     drop(a);
     drop(log);
@@ -553,10 +559,7 @@ fn a_dirty_segment_older_than_the_newest_is_recovered() {
     let tmp = tempfile::tempdir().unwrap();
     let log = options().open(tmp.path()).unwrap();
     let mut a = log.appender().unwrap();
-    a.append(b"before").unwrap();
-    let mut res = a.reserve(16).unwrap();
-    res.copy_from_slice(&[7; 16]);
-    std::mem::forget(res);
+    append_and_leak_a_reservation(&mut a);
     // The next append notices the leak and marks segment 0 dirty; then
     // enough to roll over into a new segment.
     let mut n = 0;
