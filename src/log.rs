@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -122,6 +123,9 @@ pub(crate) struct Inner {
     /// Exclusive lock on `append.lock` once this process has an appender.
     append_lock: Mutex<Option<File>>,
     recovery: RecoveryReport,
+    /// One past the base of the newest segment whose directory entry this
+    /// handle's `flush` has made durable (0: none yet).
+    dir_synced: AtomicU64,
     /// The process that opened the log. A child made by `fork` shares the
     /// lock files' open descriptions with it, so its copy must not run the
     /// close protocol (see `Drop`).
@@ -413,20 +417,30 @@ impl Log {
 
     /// Writes everything appended so far, by any process, to stable storage:
     /// `msync(MS_SYNC)` of the reserved part of every segment, header pages
-    /// included, then an fsync of the directory, so that segment files
-    /// created by other processes are durable too. A record survives a
+    /// included, then, if a segment file appeared since this handle's last
+    /// flush, an fsync of the directory, so that segment files created by
+    /// other processes are durable too. A record survives a
     /// process crash as soon as `append` returns; it survives power loss
     /// once a flush that started after it returns `Ok`.
     ///
     /// # Errors
     /// I/O errors from `msync` or `fsync`.
     pub fn flush(&self) -> Result<()> {
-        for base in list_segments(&self.inner.dir)? {
+        let bases = list_segments(&self.inner.dir)?;
+        for &base in &bases {
             if let Some(seg) = self.inner.segment(base)? {
                 seg.flush_range(0, seg.reserved_end())?;
             }
         }
-        segment::sync_dir(&self.inner.dir)
+        // The directory only when it holds a segment this handle has not
+        // seen synced yet: an fsync of an unchanged directory can still
+        // cost a disk cache flush.
+        let covers = bases.last().map_or(0, |b| b + 1);
+        if self.inner.dir_synced.load(Ordering::Acquire) < covers {
+            segment::sync_dir(&self.inner.dir)?;
+            self.inner.dir_synced.fetch_max(covers, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     /// Flushes (see [`flush`](Self::flush)) and closes the log handle,
@@ -497,6 +511,7 @@ impl Inner {
             liveness,
             append_lock: Mutex::new(None),
             recovery,
+            dir_synced: AtomicU64::new(0),
             pid: std::process::id(),
         }
     }
