@@ -203,8 +203,8 @@ impl Mapping {
 
     /// The 8-byte word at `off`, or `None` if it is misaligned or out of the
     /// mapping. The caller must not pass an offset at or past the file's end.
-    /// Header fields go through `header_u64`; frame words must lie past the
-    /// header page, which `frame_word` checks.
+    /// Header fields go through `header_word_u64`; frame words must lie past
+    /// the header page, which `frame_word` checks.
     #[inline]
     fn word(&self, off: usize) -> Option<&AtomicU64> {
         if !off.is_multiple_of(8) || off.checked_add(8)? > self.raw.len() {
@@ -216,9 +216,13 @@ impl Mapping {
         // words are only ever accessed atomically (module docs, point 1), so
         // there is no non-atomic access to race with. `from_ptr` asks for a
         // pointer valid for writes, which a read-only mapping's is not: there
-        // the returned atomic is only used for 8-byte relaxed loads (`load_word`,
-        // `load_header`; every store and read-modify-write checks `writable`
-        // first), which the standard library defines on read-only memory.
+        // the returned atomic is only used for 8-byte relaxed loads
+        // (`load_word`, `load_word_seqcst`, `load_header`), which the standard
+        // library defines on read-only memory. Every store and
+        // read-modify-write goes through `cas_word` or `zero_words`, which
+        // refuse read-only mappings, or through `header_u64`/`header_u32`,
+        // which only appenders, recovery and unblockers (all of which exist
+        // only for logs opened for writing) call, and which assert it.
         Some(unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u64>()) })
     }
 
@@ -238,6 +242,22 @@ impl Mapping {
     /// which is also valid on read-only mappings.
     #[inline]
     pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(self.writable, "header store through a read-only mapping");
+        self.header_word_u64(off)
+    }
+
+    /// A 32-bit header field, like [`header_u64`](Self::header_u64): for
+    /// stores and read-modify-writes by writers; loads go through
+    /// [`load_header_u32_seqcst`](Self::load_header_u32_seqcst).
+    #[inline]
+    pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(self.writable, "header store through a read-only mapping");
+        self.header_word_u32(off)
+    }
+
+    /// A 64-bit header field of any mapping (for loads; see `word`).
+    #[inline]
+    fn header_word_u64(&self, off: usize) -> &AtomicU64 {
         assert!(off + 8 <= HEADER_LEN as usize && off.is_multiple_of(8));
         match self.word(off) {
             Some(w) => w,
@@ -246,11 +266,9 @@ impl Mapping {
         }
     }
 
-    /// A 32-bit header field, like [`header_u64`](Self::header_u64): for
-    /// stores and read-modify-writes by writers; loads go through
-    /// [`load_header_u32_seqcst`](Self::load_header_u32_seqcst).
+    /// A 32-bit header field of any mapping (for loads and futex calls).
     #[inline]
-    pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
+    fn header_word_u32(&self, off: usize) -> &AtomicU32 {
         assert!(off + 4 <= HEADER_LEN as usize && off.is_multiple_of(4));
         // SAFETY: `off + 4 <= HEADER_LEN <= len` (checked in `new`) and `off` is
         // 4-aligned, so the pointer is in bounds and aligned for as long as the
@@ -266,7 +284,7 @@ impl Mapping {
     /// `mov`.)
     #[inline]
     pub(crate) fn load_header(&self, off: usize) -> u64 {
-        let v = self.header_u64(off).load(Ordering::Relaxed);
+        let v = self.header_word_u64(off).load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         v
     }
@@ -277,7 +295,7 @@ impl Mapping {
     /// not take part in that protocol, a relaxed load and a fence.
     #[inline]
     pub(crate) fn load_header_u32_seqcst(&self, off: usize) -> u32 {
-        let w = self.header_u32(off);
+        let w = self.header_word_u32(off);
         if self.writable {
             w.load(Ordering::SeqCst)
         } else {
@@ -460,7 +478,7 @@ impl Mapping {
     /// Parks the calling thread while the 32-bit header word at `off` still
     /// holds `expected`, for at most `timeout`. Spurious returns are allowed.
     pub(crate) fn futex_wait(&self, off: usize, expected: u32, timeout: Option<Duration>) {
-        let word = self.header_u32(off);
+        let word = self.header_word_u32(off);
         let ts = timeout.map(|t| libc::timespec {
             tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -490,7 +508,7 @@ impl Mapping {
 
     /// Wakes every thread, in any process, parked on the header word at `off`.
     pub(crate) fn futex_wake(&self, off: usize) {
-        let word = self.header_u32(off);
+        let word = self.header_word_u32(off);
         // SAFETY: `word` is a valid, aligned u32 in a shared mapping that
         // outlives the call; FUTEX_WAKE does not access user memory beyond
         // resolving the address. The result (number woken, or an error for an
