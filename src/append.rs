@@ -298,6 +298,11 @@ impl Appender {
                     reason: "the segment's tail word is not at a frame boundary",
                 });
             }
+            // `end` is where the next frame starts, whatever becomes of
+            // this reservation (published, or padded over with the same
+            // extent, or as 8-byte frames): record it for the marks the
+            // reservation covers.
+            seg.index_note(off, end);
             if end > self.covered {
                 match seg.prepare_write(off, end, self.log.opts.grow_step, PREFAULT_CHUNK) {
                     Ok(covered) => self.covered = covered,

@@ -135,6 +135,24 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A file in the log directory that carries the name of a segment or a
+    /// lock file is not a regular file: a symbolic link, a FIFO, a socket, a
+    /// device or a directory. tidelog never follows symbolic links in the
+    /// log directory and never opens special files there.
+    NotARegularFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead ("a symbolic link", "a FIFO", ...).
+        kind: &'static str,
+    },
+    /// A segment file this process has mapped was removed from the log
+    /// directory, or replaced by another file, by someone else. Records
+    /// appended to it are not part of the log any more; nothing more is
+    /// appended or reported durable through it.
+    SegmentRemoved {
+        /// Where the segment was.
+        path: PathBuf,
+    },
     /// A segment the log needs is missing while later ones exist.
     MissingSegment {
         /// Where the segment should be.
@@ -199,6 +217,8 @@ impl Error {
                 | Self::CorruptFrame { .. }
                 | Self::ChecksumMismatch { .. }
                 | Self::MissingSegment { .. }
+                | Self::NotARegularFile { .. }
+                | Self::SegmentRemoved { .. }
         )
     }
 }
@@ -268,6 +288,16 @@ impl fmt::Display for Error {
             Self::InvalidPosition { position, reason } => {
                 write!(f, "invalid position {position}: {reason}")
             }
+            Self::NotARegularFile { path, kind } => write!(
+                f,
+                "{} is {kind}, not a regular file; tidelog neither follows links nor opens special files in a log directory",
+                path.display()
+            ),
+            Self::SegmentRemoved { path } => write!(
+                f,
+                "segment {} was removed or replaced by another program while in use",
+                path.display()
+            ),
             Self::MissingSegment { path } => write!(
                 f,
                 "segment {} is missing but later segments exist",

@@ -52,6 +52,8 @@
 #![warn(missing_docs)]
 
 mod append;
+mod boot;
+mod dir;
 mod error;
 pub mod format;
 mod log;

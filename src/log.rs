@@ -1,9 +1,9 @@
 //! The log directory: segments, locks, recovery at open, rollover.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -13,11 +13,13 @@ use fs2::FileExt as _;
 use parking_lot::Mutex;
 
 use crate::append::Appender;
+use crate::boot::BootId;
+use crate::dir::{Access, LogDir};
 use crate::format::header::{SegmentHeader, STATE_DIRTY, STATE_SEALED};
 use crate::format::HEADER_LEN;
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
-use crate::segment::{self, Segment, Start};
+use crate::segment::{self, Need, Segment};
 use crate::{Error, Options, Position, Result};
 
 /// Lock file every process with the log open for writing holds shared; an
@@ -83,6 +85,15 @@ pub struct RecoveryReport {
     /// Damaged frames left in place between valid ones; readers report them
     /// as errors at their positions.
     pub damaged_frames: u64,
+    /// The machine restarted since a segment was last written (its boot id
+    /// differs), so unsynced pages may have been lost: recovery kept what
+    /// it could prove from the durable watermark on, up to the first frame
+    /// it could not, so that what survives is a prefix of the log.
+    pub after_restart: bool,
+    /// Segments removed because an earlier one was cut short after a
+    /// restart: their records could not belong to the surviving prefix
+    /// (none of them had been flushed).
+    pub segments_removed: u64,
 }
 
 /// A summary of one segment, for tools and monitoring.
@@ -108,7 +119,7 @@ pub struct SegmentInfo {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) dir: PathBuf,
+    pub(crate) dir: LogDir,
     pub(crate) opts: Resolved,
     pub(crate) writable: bool,
     /// Open segments by base position, shared by the appenders and readers
@@ -126,6 +137,8 @@ pub(crate) struct Inner {
     /// One past the base of the newest segment whose directory entry this
     /// handle's `flush` has made durable (0: none yet).
     dir_synced: AtomicU64,
+    /// The boot this handle was opened in (read at open).
+    pub(crate) boot: BootId,
     /// The process that opened the log. A child made by `fork` shares the
     /// lock files' open descriptions with it, so its copy must not run the
     /// close protocol (see `Drop`).
@@ -138,16 +151,8 @@ fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn open_lock_file(dir: &Path, name: &str, mode: u32) -> Result<File> {
-    let path = dir.join(name);
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(mode)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", path, e))
+fn open_lock_file(dir: &LogDir, name: &str, mode: u32) -> Result<File> {
+    dir.create_file(name, Access::Create(mode), "open lock file")
 }
 
 /// The number of registered writers in `open.lock` (held exclusively):
@@ -172,24 +177,6 @@ fn set_registered_writers(lock: &File, n: u64) -> io::Result<()> {
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::EWOULDBLOCK)
-}
-
-/// The base positions of the segment files in `dir`, ascending.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
-    let entries = fs::read_dir(dir).map_err(|e| Error::io("list log directory", dir, e))?;
-    let mut bases = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list log directory", dir, e))?;
-        if let Some(base) = entry
-            .file_name()
-            .to_str()
-            .and_then(segment::parse_file_name)
-        {
-            bases.push(base);
-        }
-    }
-    bases.sort_unstable();
-    Ok(bases)
 }
 
 impl Log {
@@ -242,6 +229,7 @@ impl Log {
             }
             Err(e) => return Err(Error::io("stat log directory", dir, e)),
         }
+        let dir = LogDir::open(dir)?;
         let inner = if writable {
             Inner::open_writable(dir, opts)?
         } else {
@@ -262,7 +250,7 @@ impl Log {
         let inner = &self.inner;
         if !inner.writable {
             return Err(Error::ReadOnly {
-                path: inner.dir.clone(),
+                path: inner.dir.path().to_owned(),
             });
         }
         match inner.opts.writer_mode {
@@ -315,7 +303,7 @@ impl Log {
     pub fn reader_at(&self, position: Position) -> Result<Reader> {
         let pos = position.get();
         let invalid = |reason| Error::InvalidPosition { position, reason };
-        let bases = list_segments(&self.inner.dir)?;
+        let bases = self.inner.dir.segments()?;
         let Some(&base) = bases.iter().rev().find(|&&b| b <= pos) else {
             return Err(invalid("before the oldest segment"));
         };
@@ -337,17 +325,17 @@ impl Log {
             return Err(invalid("not at a frame boundary"));
         }
         if off > seg.reserved_end() {
-            return Err(invalid("beyond the end of the log"));
+            return Err(invalid("past the end of the log"));
         }
-        let verified = match seg.probe_start(off)? {
-            Start::Boundary => true,
-            Start::Unknown => false,
-            Start::NotAFrame => return Err(invalid("not the start of a valid frame")),
-        };
-        let mut reader = Reader::new(Arc::clone(&self.inner), seg, off);
-        if !verified {
-            reader.start_unverified();
+        if off == HEADER_LEN || off == seg.reserved_end() {
+            // Boundaries by construction: the first frame, and the tail
+            // (it only grows, by whole reservations).
+            return Ok(Reader::new(Arc::clone(&self.inner), seg, off));
         }
+        // Prove it: walk from a boundary the index records, frame by frame.
+        let start = seg.index_floor(off);
+        let mut reader = Reader::new(Arc::clone(&self.inner), seg, start);
+        reader.seek_to(pos)?;
         Ok(reader)
     }
 
@@ -358,7 +346,7 @@ impl Log {
     /// # Errors
     /// I/O errors from looking up the newest segment.
     pub fn end_position(&self) -> Result<Position> {
-        let bases = list_segments(&self.inner.dir)?;
+        let bases = self.inner.dir.segments()?;
         for &base in bases.iter().rev() {
             if let Some(seg) = self.inner.segment(base)? {
                 let tail = seg.tail_word();
@@ -374,7 +362,7 @@ impl Log {
 
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
-        &self.inner.dir
+        self.inner.dir.path()
     }
 
     /// Whether the log was opened read-only.
@@ -398,7 +386,7 @@ impl Log {
     /// I/O errors and header errors of the segment files.
     pub fn segments(&self) -> Result<Vec<SegmentInfo>> {
         let mut out = Vec::new();
-        for base in list_segments(&self.inner.dir)? {
+        for base in self.inner.dir.segments()? {
             if let Some(seg) = self.inner.segment(base)? {
                 let tail = seg.tail_word();
                 out.push(SegmentInfo {
@@ -415,30 +403,79 @@ impl Log {
         Ok(out)
     }
 
-    /// Writes everything appended so far, by any process, to stable storage:
-    /// `msync(MS_SYNC)` of the reserved part of every segment, header pages
-    /// included, then, if a segment file appeared since this handle's last
-    /// flush, an fsync of the directory, so that segment files created by
-    /// other processes are durable too. A record survives a
-    /// process crash as soon as `append` returns; it survives power loss
-    /// once a flush that started after it returns `Ok`.
+    /// Writes everything appended so far, by any process, to stable
+    /// storage, and records that it is there.
+    ///
+    /// For each segment with records past its durable watermark: walks
+    /// them up to the tail as it is now, waiting for every frame there to
+    /// be published (a frame whose writer died is padded over after the
+    /// unblock timeout, as a reader would), then `msync(MS_SYNC)`s the
+    /// segment, then raises the segment's `flushed` watermark to the tail
+    /// and syncs the header page. Then, if a segment file appeared since
+    /// this handle's last flush, the directory is fsynced, so that segment
+    /// files created by other processes are durable too.
+    ///
+    /// A record survives a process crash as soon as `append` returns; it
+    /// survives power loss once a flush that started after it returns
+    /// `Ok`. After a restart, recovery keeps everything below the
+    /// watermarks and cuts the log at the first frame after them that it
+    /// cannot prove, so what survives is a prefix of the log.
     ///
     /// # Errors
-    /// I/O errors from `msync` or `fsync`.
+    /// I/O errors from `msync` or `fsync`; [`Error::SegmentRemoved`] if
+    /// another program removed a segment this process appends to (its
+    /// records are not durable in the log); damage found on the way that
+    /// cannot be skipped (see [`Reader::skip_damaged`]), reported at its
+    /// position.
     pub fn flush(&self) -> Result<()> {
-        let bases = list_segments(&self.inner.dir)?;
+        let inner = &self.inner;
+        let bases = inner.dir.segments()?;
         for &base in &bases {
-            if let Some(seg) = self.inner.segment(base)? {
+            let Some(seg) = inner.segment(base)? else {
+                continue;
+            };
+            if !inner.writable {
                 seg.flush_range(0, seg.reserved_end())?;
+                continue;
             }
+            seg.check_linked()?;
+            let to = seg.reserved_end();
+            let from = seg.flushed();
+            if from >= to {
+                continue;
+            }
+            let start = if from >= HEADER_LEN && from.is_multiple_of(crate::format::FRAME_ALIGN) {
+                from
+            } else {
+                HEADER_LEN
+            };
+            // Every frame below the new watermark must be complete before
+            // it is synced, or a restart could find a hole there and cut
+            // the records after it.
+            let mut walker = Reader::new(Arc::clone(inner), Arc::clone(&seg), start);
+            loop {
+                match walker.walk_to(base + to, None) {
+                    Ok(_) => break,
+                    Err(e) if e.is_corruption() && e.position().is_some() => {
+                        let at = walker.position();
+                        if walker.skip_damaged()? == at {
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            seg.flush_range(0, to)?;
+            seg.raise_flushed(to);
+            seg.flush_header()?;
         }
         // The directory only when it holds a segment this handle has not
         // seen synced yet: an fsync of an unchanged directory can still
         // cost a disk cache flush.
         let covers = bases.last().map_or(0, |b| b + 1);
-        if self.inner.dir_synced.load(Ordering::Acquire) < covers {
-            segment::sync_dir(&self.inner.dir)?;
-            self.inner.dir_synced.fetch_max(covers, Ordering::AcqRel);
+        if inner.dir_synced.load(Ordering::Acquire) < covers {
+            inner.dir.sync()?;
+            inner.dir_synced.fetch_max(covers, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -456,19 +493,29 @@ impl Log {
     }
 }
 
+/// What a writable open established, for [`Inner::assemble`].
+struct WriterState {
+    /// The shared lock on `writers.lock`.
+    liveness: File,
+    recovery: RecoveryReport,
+    /// The boot recovery judged the segments by.
+    boot: BootId,
+}
+
 impl Inner {
-    fn open_read_only(dir: &Path, opts: Resolved) -> Result<Inner> {
-        let bases = list_segments(dir)?;
+    fn open_read_only(dir: LogDir, opts: Resolved) -> Result<Inner> {
+        let bases = dir.segments()?;
         let Some(&first) = bases.first() else {
             return Err(Error::NotFound {
-                path: dir.to_owned(),
+                path: dir.path().to_owned(),
             });
         };
         let open = |base: u64| -> Result<Arc<Segment>> {
-            let path = dir.join(segment::file_name(base));
-            match Segment::open(&path, base, false)? {
+            match Segment::open(&dir, base, false)? {
                 Some(s) => Ok(Arc::new(s)),
-                None => Err(Error::MissingSegment { path }),
+                None => Err(Error::MissingSegment {
+                    path: dir.join(&segment::file_name(base)),
+                }),
             }
         };
         let oldest = open(first)?;
@@ -478,31 +525,27 @@ impl Inner {
         } else {
             open(last)?
         };
-        Ok(Self::assemble(
-            dir,
-            opts,
-            false,
-            oldest,
-            active,
-            None,
-            RecoveryReport::default(),
-        ))
+        Ok(Self::assemble(dir, opts, oldest, active, None))
     }
 
+    /// `writer`: what a writable open established; `None` for read-only.
     fn assemble(
-        dir: &Path,
+        dir: LogDir,
         opts: Resolved,
-        writable: bool,
         oldest: Arc<Segment>,
         active: Arc<Segment>,
-        liveness: Option<File>,
-        recovery: RecoveryReport,
+        writer: Option<WriterState>,
     ) -> Inner {
+        let writable = writer.is_some();
+        let (liveness, recovery, boot) = match writer {
+            Some(w) => (Some(w.liveness), w.recovery, w.boot),
+            None => (None, RecoveryReport::default(), BootId::current()),
+        };
         let mut segments = BTreeMap::new();
         segments.insert(oldest.base(), Arc::downgrade(&oldest));
         segments.insert(active.base(), Arc::downgrade(&active));
         Inner {
-            dir: dir.to_owned(),
+            dir,
             opts,
             writable,
             segments: Mutex::new(segments),
@@ -512,22 +555,24 @@ impl Inner {
             append_lock: Mutex::new(None),
             recovery,
             dir_synced: AtomicU64::new(0),
+            boot,
             pid: std::process::id(),
         }
     }
 
-    fn open_writable(dir: &Path, opts: Resolved) -> Result<Inner> {
-        let open_lock = open_lock_file(dir, OPEN_LOCK, opts.file_mode)?;
+    fn open_writable(dir: LogDir, opts: Resolved) -> Result<Inner> {
+        let open_lock = open_lock_file(&dir, OPEN_LOCK, opts.file_mode)?;
         open_lock
             .lock_exclusive()
             .map_err(|e| Error::io("lock", dir.join(OPEN_LOCK), e))?;
-        let liveness = open_lock_file(dir, WRITERS_LOCK, opts.file_mode)?;
+        let liveness = open_lock_file(&dir, WRITERS_LOCK, opts.file_mode)?;
         let alone = match liveness.try_lock_exclusive() {
             Ok(()) => true,
             Err(e) if would_block(&e) => false,
             Err(e) => return Err(Error::io("lock", dir.join(WRITERS_LOCK), e)),
         };
-        let result = Self::open_segments(dir, &opts, alone);
+        let boot = BootId::current();
+        let result = Self::open_segments(&dir, &opts, alone, boot);
         if result.is_ok() {
             let others = if alone {
                 0
@@ -550,94 +595,123 @@ impl Inner {
         Ok(Self::assemble(
             dir,
             opts,
-            true,
             oldest,
             active,
-            Some(liveness),
-            recovery,
+            Some(WriterState {
+                liveness,
+                recovery,
+                boot,
+            }),
         ))
     }
 
-    /// Opens every segment, recovering them first when `alone`. Returns the
-    /// oldest and the newest segment.
+    /// Opens every segment, recovering those that need it first when
+    /// `alone`. Returns the oldest and the newest segment.
+    ///
+    /// Every segment is looked at, not only the newest ones: an older
+    /// segment can need recovery while a newer one is clean (a header page
+    /// older than its data, a stale sealed bit), and one must not hide the
+    /// other.
     fn open_segments(
-        dir: &Path,
+        dir: &LogDir,
         opts: &Resolved,
         alone: bool,
+        boot: BootId,
     ) -> Result<(Arc<Segment>, Arc<Segment>, RecoveryReport)> {
         let mut report = RecoveryReport::default();
         if alone {
             Self::remove_stale_temporaries(dir);
         }
-        let mut bases = list_segments(dir)?;
+        let mut bases = dir.segments()?;
+        let create = |base: u64, index: u64| -> Result<Arc<Segment>> {
+            let header = SegmentHeader::new(opts.segment_capacity, base, index, now_nanos());
+            let seg = Segment::create(
+                dir,
+                header,
+                HEADER_LEN + opts.grow_step,
+                opts.file_mode,
+                boot,
+            )?;
+            Ok(Arc::new(seg))
+        };
         if bases.is_empty() {
-            let header = SegmentHeader::new(opts.segment_capacity, 0, 0, now_nanos());
-            let seg = Segment::create(dir, header, HEADER_LEN + opts.grow_step, opts.file_mode)?;
-            let seg = Arc::new(seg);
+            let seg = create(0, 0)?;
             return Ok((Arc::clone(&seg), seg, report));
         }
-        let open = |base: u64| -> Result<Segment> {
-            let path = dir.join(segment::file_name(base));
-            Segment::open(&path, base, true)?.ok_or(Error::MissingSegment { path })
+        let open = |base: u64| -> Result<Arc<Segment>> {
+            let seg = Segment::open(dir, base, true)?.ok_or_else(|| Error::MissingSegment {
+                path: dir.join(&segment::file_name(base)),
+            })?;
+            Ok(Arc::new(seg))
         };
-        let oldest = Arc::new(open(bases[0])?);
+        let oldest = open(bases[0])?;
         if alone {
-            // Segments written since the last verified clean point form a
-            // suffix of the log: find it from the newest end, then recover
-            // each segment in it (sealing all but the last).
-            let mut suffix = Vec::new();
-            for (i, &base) in bases.iter().enumerate().rev() {
-                let seg = if i == 0 { None } else { Some(open(base)?) };
-                let needs = seg.as_ref().unwrap_or(&oldest).needs_recovery();
-                if !needs {
-                    break;
+            let mut i = 0;
+            while i < bases.len() {
+                let last = i + 1 == bases.len();
+                let seg = if i == 0 {
+                    Arc::clone(&oldest)
+                } else {
+                    open(bases[i])?
+                };
+                let need = seg.recovery_need(last, boot);
+                if need != Need::Nothing {
+                    let later = &bases[i + 1..];
+                    // A cut after a restart: the later segments cannot be
+                    // part of the surviving prefix. Newest first, so that a
+                    // crash midway leaves no gap.
+                    let mut remove_later = || -> Result<()> {
+                        for &b in later.iter().rev() {
+                            let name = segment::file_name(b);
+                            match dir.remove(&name) {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                                Err(e) => {
+                                    return Err(Error::io("remove segment", dir.join(&name), e))
+                                }
+                            }
+                        }
+                        dir.sync()
+                    };
+                    let r = seg.recover(last, need == Need::Restart, boot, &mut remove_later)?;
+                    report.ran = true;
+                    report.segments_scanned += 1;
+                    report.holes_padded += r.holes_padded;
+                    report.bytes_cut += r.bytes_cut;
+                    report.damaged_frames += r.damaged;
+                    report.after_restart |= r.restarted;
+                    if r.removed_later {
+                        report.segments_removed += later.len() as u64;
+                        bases.truncate(i + 1);
+                    }
                 }
-                suffix.push((i, seg));
-            }
-            let last = bases.len() - 1;
-            for (i, seg) in suffix.into_iter().rev() {
-                let seg = seg.as_ref().unwrap_or(&oldest);
-                let r = seg.recover(i != last, opts.grow_step)?;
-                report.ran = true;
-                report.segments_scanned += 1;
-                report.holes_padded += r.holes_padded;
-                report.bytes_cut += r.bytes_cut;
-                report.damaged_frames += r.damaged;
+                i += 1;
             }
         }
         let last_base = *bases.last().unwrap_or(&0);
         let mut active = if last_base == oldest.base() {
             Arc::clone(&oldest)
         } else {
-            Arc::new(open(last_base)?)
+            open(last_base)?
         };
+        if alone {
+            // Appends in this boot may follow: a crash from now on is one
+            // the page cache survives, until the next restart.
+            active.stamp_boot(boot);
+        }
         // A crash between sealing a segment and creating its successor
         // leaves the log ending in a sealed segment: create the successor.
-        if active.state() & STATE_SEALED != 0 {
-            let header = SegmentHeader::new(
-                opts.segment_capacity,
-                active.next_base(),
-                successor_index(&active)?,
-                now_nanos(),
-            );
-            active = Arc::new(Segment::create(
-                dir,
-                header,
-                HEADER_LEN + opts.grow_step,
-                opts.file_mode,
-            )?);
-            bases.push(active.base());
+        if active.state() & STATE_SEALED != 0 && active.tail_word() > active.data_limit() {
+            active = create(active.next_base(), successor_index(&active)?)?;
         }
         Ok((oldest, active, report))
     }
 
-    fn remove_stale_temporaries(dir: &Path) {
-        if let Ok(entries) = fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
+    fn remove_stale_temporaries(dir: &LogDir) {
+        if let Ok(names) = dir.names() {
+            for name in names {
                 if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = fs::remove_file(entry.path());
+                    let _ = dir.remove(&name);
                 }
             }
         }
@@ -650,8 +724,7 @@ impl Inner {
         if let Some(seg) = cache.get(&base).and_then(Weak::upgrade) {
             return Ok(Some(seg));
         }
-        let path = self.dir.join(segment::file_name(base));
-        let Some(seg) = Segment::open(&path, base, self.writable)? else {
+        let Some(seg) = Segment::open(&self.dir, base, self.writable)? else {
             return Ok(None);
         };
         let seg = Arc::new(seg);
@@ -673,9 +746,9 @@ impl Inner {
             }
             return Ok(Some(seg));
         }
-        if list_segments(&self.dir)?.iter().any(|&b| b > base) {
+        if self.dir.segments()?.iter().any(|&b| b > base) {
             return Err(Error::MissingSegment {
-                path: self.dir.join(segment::file_name(base)),
+                path: self.dir.join(&segment::file_name(base)),
             });
         }
         Ok(None)
@@ -704,11 +777,16 @@ impl Inner {
             successor_index(cur)?,
             now_nanos(),
         );
+        // A segment another program removed or replaced while this process
+        // appended to it: its records are lost to the log, and a successor
+        // would follow a file nobody can open.
+        cur.check_linked()?;
         let seg = Arc::new(Segment::create(
             &self.dir,
             header,
             HEADER_LEN + self.opts.grow_step,
             self.opts.file_mode,
+            self.boot,
         )?);
         {
             let mut cache = self.segments.lock();
@@ -737,31 +815,25 @@ fn successor_index(seg: &Segment) -> Result<u64> {
 }
 
 impl Inner {
-    /// Advances the `checked` watermark of every segment written since the
-    /// last verified point (a suffix of the log), oldest first, up to the
-    /// first dirty segment (a writer left a hole there it could not pad).
-    /// The segments after a dirty one stay unchecked too: the next open
-    /// looks for segments to recover from the newest end and stops at the
-    /// first that needs nothing, so it must not stop before the dirty one.
+    /// Advances the `checked` watermark of every segment written in this
+    /// boot to its tail, except where a writer left a hole it could not pad
+    /// (the segment is dirty), which the next open recovers. The watermark
+    /// vouches for the page cache only: after a restart, recovery trusts
+    /// the durable `flushed` watermark instead.
     fn mark_all_checked(&self) {
-        let Ok(bases) = list_segments(&self.dir) else {
+        let Ok(bases) = self.dir.segments() else {
             return;
         };
-        let mut suffix = Vec::new();
-        for &base in bases.iter().rev() {
+        for base in bases {
             let Ok(Some(seg)) = self.segment(base) else {
                 return;
             };
-            if !seg.needs_recovery() {
-                break;
+            if seg.boot_id() == self.boot
+                && seg.state() & STATE_DIRTY == 0
+                && seg.checked() != seg.reserved_end()
+            {
+                seg.mark_checked();
             }
-            suffix.push(seg);
-        }
-        for seg in suffix.iter().rev() {
-            if seg.state() & STATE_DIRTY != 0 {
-                return;
-            }
-            seg.mark_checked();
         }
     }
 }

@@ -289,6 +289,16 @@ impl Mapping {
         v
     }
 
+    /// Loads a 32-bit header field with acquire semantics (a relaxed load
+    /// and a fence, as [`load_header`](Self::load_header); valid on
+    /// read-only mappings).
+    #[inline]
+    pub(crate) fn load_header_u32(&self, off: usize) -> u32 {
+        let v = self.header_word_u32(off).load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        v
+    }
+
     /// Loads a 32-bit header field in the single total order of
     /// sequentially consistent operations on a writable mapping (the
     /// parking protocol needs it); on a read-only mapping, whose readers do
@@ -597,4 +607,76 @@ pub(crate) fn page_size() -> u64 {
     } else {
         4096
     }
+}
+
+/// Opens `name`, a single path component, relative to the directory `dir`
+/// (`openat(2)`), never following a symbolic link in that last component
+/// (`O_NOFOLLOW`: a symlink fails with `ELOOP`) and never blocking in
+/// `open` itself (`O_NONBLOCK`: a FIFO without a writer opens at once
+/// instead of hanging). The descriptor is close-on-exec. `flags` adds the
+/// access mode and creation flags; `mode` is used when the file is created.
+pub(crate) fn open_at(dir: &File, name: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let name = component(name)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    loop {
+        // SAFETY: `dir` is an open descriptor for as long as it is borrowed;
+        // `name` is a NUL-terminated string that outlives the call; the
+        // mode is passed as the variadic `mode_t` argument `openat` reads
+        // only with `O_CREAT`.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) };
+        if fd >= 0 {
+            // SAFETY: `openat` returned a new descriptor that nothing else
+            // owns; the `OwnedFd` takes sole ownership and closes it.
+            return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Hard-links `from` to `to`, both names in the directory `dir`
+/// (`linkat(2)` without `AT_SYMLINK_FOLLOW`: a symlink is linked as itself,
+/// never its target). Fails with `EEXIST` if `to` exists, whatever it is.
+pub(crate) fn link_at(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let (from, to) = (component(from)?, component(to)?);
+    let fd = dir.as_raw_fd();
+    // SAFETY: the descriptor is open while `dir` is borrowed; both names
+    // are NUL-terminated strings that outlive the call.
+    let ret = unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes the directory entry `name` of `dir` (`unlinkat(2)`): a symlink
+/// is removed itself, its target is untouched.
+pub(crate) fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let name = component(name)?;
+    // SAFETY: the descriptor is open while `dir` is borrowed; `name` is a
+    // NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `name` as a C string, refused unless it is one plain path component.
+fn component(name: &str) -> io::Result<std::ffi::CString> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a single file name",
+        ));
+    }
+    std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file name contains NUL"))
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::format::frame::{self, Header};
-use crate::format::header::{OFF_NOTIFY_SEQ, OFF_PARKED};
+use crate::format::header::{OFF_NOTIFY_SEQ, OFF_PARKED, STATE_SEALED};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::log::Inner;
 use crate::map::{Slot, SlotError};
-use crate::segment::{Segment, Start};
+use crate::segment::Segment;
 use crate::{Error, Position, Result};
 
 /// How a reader waits for records that have not been appended yet.
@@ -38,9 +38,6 @@ impl Default for WaitStrategy {
     }
 }
 
-/// Bytes `skip_damaged` may checksum in one search.
-const SKIP_BUDGET: u64 = 256 << 20;
-
 /// Parked readers of read-only logs cannot register for wake-ups (that
 /// would write to the log), so they re-check at this interval.
 const READ_ONLY_PARK: Duration = Duration::from_millis(1);
@@ -66,12 +63,19 @@ pub struct Reader {
     /// Where the reader has been waiting behind an unpublished frame, the
     /// header word it saw there and since when: the unblocker's clock.
     blocked: Option<Blocked>,
-    /// Started (by `Log::reader_at`) at a position that may not be a frame
-    /// boundary: an unwritten word below the tail could be a frame not
-    /// published yet or a zero word inside a record. Until a frame is
-    /// published there, the reader looks only at `pread` copies, never
-    /// through the mapping, and never unblocks.
-    unverified: bool,
+    /// Started (by `Log::reader_at`) at a position not yet proven to be a
+    /// frame boundary: the reader starts at a boundary the index records
+    /// before it and walks there, frame by frame, without handing out the
+    /// records it passes. Landing on the position proves it; passing over
+    /// it means a frame spans it, and the reader reports
+    /// [`Error::InvalidPosition`].
+    seek: Option<u64>,
+    /// While seeking: stop (return `Pending`) once the position is reached,
+    /// instead of reading the record there.
+    seek_stop: bool,
+    /// Stop waiting (return `Pending`) once the reader's position reaches
+    /// this, even with nothing published: for a walk to a fixed end.
+    stop_at: Option<u64>,
 }
 
 /// A record borrowed from the log's mapping: no copy is made.
@@ -146,12 +150,55 @@ impl Reader {
             tail_seen: 0,
             wait: WaitStrategy::default(),
             blocked: None,
-            unverified: false,
+            seek: None,
+            seek_stop: false,
+            stop_at: None,
         }
     }
 
-    pub(crate) fn start_unverified(&mut self) {
-        self.unverified = true;
+    /// Makes the reader walk from its (proven) position to `target`,
+    /// proving that `target` is a frame boundary, and then read from there
+    /// (see `seek`). Walks as far as the published frames allow now;
+    /// returns `Err(InvalidPosition)` if a frame spans `target`.
+    pub(crate) fn seek_to(&mut self, target: u64) -> Result<()> {
+        self.seek = Some(target);
+        self.seek_stop = true;
+        let r = self.step();
+        self.seek_stop = false;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e @ Error::InvalidPosition { .. }) => Err(e),
+            // Damage on the way, or an error reaching the mapping: the
+            // reader stays where it is and reports it when read.
+            Err(e @ Error::Io { .. }) => Err(e),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Walks to `end` (a position), waiting for every frame before it to
+    /// be published or padded over, without handing out records. Returns
+    /// the reader's position when it stopped: at or past `end` unless the
+    /// `deadline` passed first.
+    ///
+    /// # Errors
+    /// The errors of [`try_next`](Self::try_next) (damage stops the walk).
+    pub(crate) fn walk_to(&mut self, end: u64, deadline: Option<Instant>) -> Result<u64> {
+        self.stop_at = Some(end);
+        let r = loop {
+            if self.position().get() >= end {
+                break Ok(self.position().get());
+            }
+            match self.wait_for(deadline) {
+                Ok(Step::Record { .. }) => continue,
+                Ok(Step::Pending) if self.position().get() >= end => {
+                    break Ok(self.position().get())
+                }
+                Ok(Step::Pending) => break Ok(self.position().get()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.stop_at = None;
+        r
     }
 
     /// Sets how [`next_timeout`](Self::next_timeout) and
@@ -211,33 +258,30 @@ impl Reader {
         }
     }
 
-    /// Moves past a damaged frame at the reader's position to the next frame
-    /// that is valid on its own, and returns the position skipped to.
-    /// Records inside the skipped range are lost to this reader. If no valid
-    /// frame has been published after the damage yet, the reader stays where
-    /// it is (call again later).
+    /// Moves past a damaged frame at the reader's position to the next
+    /// frame boundary that is proven, and returns the position skipped to.
     ///
-    /// The search reads copies of the file (`pread`), never the mapping, and
-    /// stops at the tail. It does not wait for frames reserved after the
-    /// damage and still being written: if a later record is already
-    /// published, the reader moves to it and never sees those. Call this
-    /// only to give up on damage, not as a way to move through a live log.
+    /// Proven boundaries are the ones the segment's boundary index records
+    /// (its appenders note one every 1/768th of the segment's capacity: 2
+    /// MiB apart for the default 1 GiB segments, 4 KiB apart for the
+    /// smallest), the verified and durable watermarks, and the tail. No
+    /// boundary is ever guessed from the bytes after the damage, which may
+    /// be a payload holding anything, frames that pass their CRC included.
+    /// So the records between the damage and the next proven boundary are
+    /// lost to this reader: at most one index stride of them. A full
+    /// segment with no later boundary recorded is left at its end, for the
+    /// next segment.
+    ///
+    /// Call it only to give up on damage: it moves the reader whatever is at
+    /// its position. If nothing proven follows (the reader is at the tail),
+    /// the reader stays where it is.
     ///
     /// # Errors
     /// I/O errors.
     pub fn skip_damaged(&mut self) -> Result<Position> {
-        let to = self.seg.reserved_end().min(self.seg.file_len()?);
-        // Bounded like recovery's search, so hostile input cannot make it
-        // quadratic; when it runs out, the reader stays where it is.
-        let mut budget = SKIP_BUDGET;
-        if let Some(q) = self
-            .seg
-            .find_valid(self.off + FRAME_HEADER_LEN, to, &mut budget)?
-        {
-            if q < to || to == self.seg.capacity() {
-                self.off = q;
-                self.unverified = false;
-            }
+        if let Some(q) = self.seg.next_proven(self.off) {
+            self.off = q;
+            self.blocked = None;
         }
         Ok(self.position())
     }
@@ -267,6 +311,19 @@ impl Reader {
         loop {
             let off = self.off;
             let pos = self.seg.base() + off;
+            if let Some(target) = self.seek {
+                if pos == target {
+                    self.seek = None;
+                    if self.seek_stop {
+                        return Ok(Step::Pending);
+                    }
+                } else if pos > target {
+                    return Err(Error::InvalidPosition {
+                        position: Position::from(target),
+                        reason: "not the start of a record: a frame of this log spans it",
+                    });
+                }
+            }
             if off + FRAME_HEADER_LEN > self.seg.capacity() {
                 // Padded up to the very end: the segment is over.
                 if self.follow()? {
@@ -278,18 +335,6 @@ impl Reader {
                 match self.seg.readable_len(off + FRAME_HEADER_LEN)? {
                     Some(len) => self.readable = len,
                     None => return Ok(Step::Pending),
-                }
-            }
-            if self.unverified {
-                match self.seg.probe_start(off)? {
-                    Start::Boundary => self.unverified = false,
-                    Start::Unknown => return Ok(Step::Pending),
-                    Start::NotAFrame => {
-                        return Err(Error::InvalidPosition {
-                            position: Position::from(pos),
-                            reason: "not the start of a frame of this log",
-                        })
-                    }
                 }
             }
             match self
@@ -329,6 +374,11 @@ impl Reader {
                         }
                     }
                     self.off = next;
+                    if self.seek.is_some() {
+                        // Walking to a position: pass over the records
+                        // before it.
+                        continue;
+                    }
                     return Ok(Step::Record { off, len });
                 }
                 Ok(Slot::Control(Header::Padding { len })) => {
@@ -431,6 +481,13 @@ impl Reader {
         let checked = self.seg.checked();
         if off < checked && checked <= self.seg.capacity() {
             return Some("unfinished frame below the verified watermark");
+        }
+        if self.seg.state() & STATE_SEALED != 0 && self.seg.tail_word() <= self.seg.data_limit() {
+            // Sealing moves the tail past the data limit before the bit is
+            // set: this segment claims to be sealed but has no end frame,
+            // and nothing will ever be appended here. Waiting would be
+            // forever; a writable open repairs it.
+            return Some("segment marked sealed but has no end-of-segment marker");
         }
         if let Header::InProgress { len } = h {
             let end = off + frame::frame_len(len);
@@ -572,6 +629,9 @@ impl Reader {
             if let s @ Step::Record { .. } = self.step()? {
                 return Ok(s);
             }
+            if self.stop_at.is_some_and(|end| self.position().get() >= end) {
+                return Ok(Step::Pending);
+            }
             // Read the clock only when there is a deadline to check.
             let now = deadline.map(|_| Instant::now());
             if let (Some(d), Some(now)) = (deadline, now) {
@@ -643,10 +703,6 @@ impl Reader {
     /// Whether the frame at the reader's position is still waiting for an
     /// appender (after the reader set the `parked` flag).
     fn readiness(&self) -> Readiness {
-        if self.unverified {
-            // Not a known boundary: do not read it through the mapping.
-            return Readiness::Poll;
-        }
         let off = self.off;
         let end = off + FRAME_HEADER_LEN;
         if end > self.seg.capacity() {

@@ -1,8 +1,8 @@
 //! One segment file: create, open, validate, grow, recover.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,23 +10,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 
+use crate::boot::BootId;
+use crate::dir::{Access, LogDir};
 use crate::format::frame::{self, Header};
 use crate::format::header::{
-    SegmentHeader, MAX_POSITION, OFF_CHECKED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_PARKED, OFF_STATE,
-    OFF_TAIL, STATE_DIRTY, STATE_SEALED,
+    decode_index_entry, encode_index_entry, index_entry_offset, index_shift, SegmentHeader,
+    INDEX_SLOTS, MAX_POSITION, OFF_BOOT_ID, OFF_CHECKED, OFF_FLUSHED, OFF_GROWN, OFF_NOTIFY_SEQ,
+    OFF_PARKED, OFF_STATE, OFF_TAIL, STATE_DIRTY, STATE_SEALED,
 };
 use crate::format::{align_up, FRAME_HEADER_LEN, HEADER_LEN, PAGE};
 use crate::map::{Mapping, Slot};
 use crate::{Error, Result};
-
-/// Bytes recovery of one segment may checksum while searching past damaged
-/// frames for valid ones, all searches together, so that hostile input
-/// cannot make it quadratic. Each `pread` of a candidate's successor is
-/// charged [`PREAD_COST`].
-const SEARCH_BUDGET: u64 = 256 << 20;
-
-/// What one `pread` outside the search window costs against a budget.
-const PREAD_COST: u64 = 4096;
 
 /// File name suffix of segment files.
 pub(crate) const SEGMENT_SUFFIX: &str = ".tlog";
@@ -62,19 +56,19 @@ pub(crate) struct Segment {
     populated: CachePadded<AtomicU64>,
     /// Cleared if the kernel refuses `MADV_POPULATE_WRITE` (before 5.14).
     can_populate: AtomicBool,
+    /// The boundary index's stride, a power of two (from the capacity).
+    index_shift: u32,
 }
 
-/// What [`Segment::probe_start`] found at a position.
+/// What recovery must do with a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Start {
-    /// A frame boundary: a frame valid on its own, or a boundary by
-    /// construction.
-    Boundary,
-    /// An unwritten or in-progress word below the tail: a boundary whose
-    /// frame is not published yet, or not a boundary at all.
-    Unknown,
-    /// Not the start of a frame.
-    NotAFrame,
+pub(crate) enum Need {
+    /// Nothing: the segment is complete and verified.
+    Nothing,
+    /// Recover by the rules of a process crash: the page cache is intact.
+    SameBoot,
+    /// Recover by the rules of a restart: unsynced pages may be lost.
+    Restart,
 }
 
 /// What recovery found and did in one segment.
@@ -90,6 +84,12 @@ pub(crate) struct Recovery {
     pub bytes_cut: u64,
     /// Damaged frames left in place between valid ones.
     pub damaged: u64,
+    /// The rules of a restart applied (the segment was last written in
+    /// another boot).
+    pub restarted: bool,
+    /// The later segments were removed: this one was cut short after a
+    /// restart, and what followed could not belong to a prefix.
+    pub removed_later: bool,
 }
 
 fn now_nanos() -> u64 {
@@ -105,73 +105,60 @@ fn allocate(file: &File, path: &Path, from: u64, len: u64) -> Result<()> {
     crate::map::allocate(file, from, len).map_err(|e| Error::io("grow segment", path, e))
 }
 
-/// Fsyncs a directory, making entries created or removed in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("sync directory", dir, e))
-}
-
 impl Segment {
     /// Opens and validates an existing segment file.
     ///
     /// Returns `Ok(None)` if the file does not exist.
-    pub(crate) fn open(path: &Path, base: u64, writable: bool) -> Result<Option<Segment>> {
-        let file = match OpenOptions::new().read(true).write(writable).open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open segment", path, e)),
+    pub(crate) fn open(dir: &LogDir, base: u64, writable: bool) -> Result<Option<Segment>> {
+        let name = file_name(base);
+        let path = dir.join(&name);
+        let access = if writable {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let Some(file) = dir.open_file(&name, access, "open segment")? else {
+            return Ok(None);
         };
         let len = file
             .metadata()
-            .map_err(|e| Error::io("stat segment", path, e))?
+            .map_err(|e| Error::io("stat segment", &path, e))?
             .len();
         let mut buf = [0u8; 64];
         let n = (len.min(64)) as usize;
         file.read_exact_at(&mut buf[..n], 0)
-            .map_err(|e| Error::io("read segment header", path, e))?;
-        let header = SegmentHeader::decode(&buf[..n]).map_err(|e| Error::header(path, e))?;
+            .map_err(|e| Error::io("read segment header", &path, e))?;
+        let header = SegmentHeader::decode(&buf[..n]).map_err(|e| Error::header(&path, e))?;
         if len < HEADER_LEN {
-            return Err(Error::TruncatedHeader {
-                path: path.to_owned(),
-                len,
-            });
+            return Err(Error::TruncatedHeader { path, len });
         }
         if header.base != base {
             return Err(Error::CorruptHeader {
-                path: path.to_owned(),
+                path,
                 reason: "base position in the header does not match the file name",
             });
         }
         let map = Mapping::new(&file, header.capacity, writable)
-            .map_err(|e| Error::io("map segment", path, e))?;
+            .map_err(|e| Error::io("map segment", &path, e))?;
         let map = Arc::new(map);
         let seg = Segment {
-            path: path.to_owned(),
+            path,
             file,
             map,
             header,
             known_len: CachePadded::new(AtomicU64::new(len.min(header.capacity))),
             populated: CachePadded::new(AtomicU64::new(HEADER_LEN)),
             can_populate: AtomicBool::new(writable),
+            index_shift: index_shift(header.capacity),
         };
         if writable {
-            // The `grown` hint may run ahead of the file (a crash between the
-            // allocation and the hint is not possible, but power loss can
-            // persist the header page and not the allocation). Make it true.
-            // Bounded by what has been reserved, so that a garbage hint
-            // cannot make every open allocate up to the capacity.
-            let grown = seg.map.load_header(OFF_GROWN);
-            let reserved = align_up(seg.reserved_end(), PAGE).unwrap_or(header.capacity);
-            if grown > len && len < reserved {
-                let target = grown.min(reserved).min(header.capacity);
-                allocate(&seg.file, &seg.path, len, target)?;
-                seg.known_len.fetch_max(target, Ordering::AcqRel);
-            }
-            // The other way round: a writer that grew the file and died (or
-            // is stopped) before raising the hint. This process will append
-            // up to the length it just saw, and readers elsewhere must learn
-            // that they may read there.
+            // A writer that grew the file and died (or is stopped) before
+            // raising the `grown` hint: this process will append up to the
+            // length it just saw, and readers elsewhere must learn that
+            // they may read there. (A hint that runs ahead of the file is
+            // harmless: writers and readers confirm it with `fstat`. Nothing
+            // is allocated because of it: what a header claims never
+            // decides how much disk to take.)
             seg.raise_grown(len.min(header.capacity));
         }
         Ok(Some(seg))
@@ -184,57 +171,64 @@ impl Segment {
     /// create the same segment exactly one wins, and nobody ever sees a half
     /// initialised segment.
     pub(crate) fn create(
-        dir: &Path,
+        dir: &LogDir,
         header: SegmentHeader,
         initial_len: u64,
         mode: u32,
+        boot: BootId,
     ) -> Result<Segment> {
-        let path = dir.join(file_name(header.base));
-        if let Some(seg) = Self::open(&path, header.base, true)? {
+        if let Some(seg) = Self::open(dir, header.base, true)? {
             return Ok(seg);
         }
-        let tmp = dir.join(format!(
+        let name = file_name(header.base);
+        let tmp = format!(
             ".{:016x}.{}.{}.tmp",
             header.base,
             std::process::id(),
             now_nanos()
-        ));
-        let result = Self::build(&tmp, &header, initial_len, mode).and_then(|()| {
-            match fs::hard_link(&tmp, &path) {
+        );
+        let result = Self::build(dir, &tmp, &header, initial_len, mode, boot).and_then(|()| {
+            match dir.link(&tmp, &name) {
                 // Whoever linked it, the entry must be durable before
                 // this process appends to the segment: the winner may
                 // not have reached its fsync (or may have died first).
-                Ok(()) => sync_dir(dir),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => sync_dir(dir),
-                Err(e) => Err(Error::io("link segment", &path, e)),
+                Ok(()) => dir.sync(),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => dir.sync(),
+                Err(e) => Err(Error::io("link segment", dir.join(&name), e)),
             }
         });
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp);
         result?;
-        match Self::open(&path, header.base, true)? {
+        match Self::open(dir, header.base, true)? {
             Some(seg) => Ok(seg),
-            None => Err(Error::MissingSegment { path }),
+            None => Err(Error::MissingSegment {
+                path: dir.join(&name),
+            }),
         }
     }
 
-    fn build(tmp: &Path, header: &SegmentHeader, initial_len: u64, mode: u32) -> Result<()> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(tmp)
-            .map_err(|e| Error::io("create segment", tmp, e))?;
+    fn build(
+        dir: &LogDir,
+        tmp: &str,
+        header: &SegmentHeader,
+        initial_len: u64,
+        mode: u32,
+        boot: BootId,
+    ) -> Result<()> {
+        let path = dir.join(tmp);
+        let file = dir.create_file(tmp, Access::CreateNew(mode), "create segment")?;
         let initial_len = initial_len.clamp(HEADER_LEN + PAGE, header.capacity);
-        allocate(&file, tmp, 0, initial_len)?;
+        allocate(&file, &path, 0, initial_len)?;
         let mut page = vec![0u8; HEADER_LEN as usize];
         page[..64].copy_from_slice(&header.encode());
         page[OFF_TAIL..OFF_TAIL + 8].copy_from_slice(&HEADER_LEN.to_le_bytes());
         page[OFF_GROWN..OFF_GROWN + 8].copy_from_slice(&initial_len.to_le_bytes());
+        page[OFF_BOOT_ID..OFF_BOOT_ID + 8].copy_from_slice(&boot.0[0].to_le_bytes());
+        page[OFF_BOOT_ID + 8..OFF_BOOT_ID + 16].copy_from_slice(&boot.0[1].to_le_bytes());
         file.write_all_at(&page, 0)
-            .map_err(|e| Error::io("write segment header", tmp, e))?;
+            .map_err(|e| Error::io("write segment header", &path, e))?;
         file.sync_all()
-            .map_err(|e| Error::io("sync segment", tmp, e))?;
+            .map_err(|e| Error::io("sync segment", &path, e))?;
         Ok(())
     }
 
@@ -319,10 +313,34 @@ impl Segment {
         self.tail_word().clamp(HEADER_LEN, self.header.capacity)
     }
 
-    /// Whether recovery must scan this segment: frames past the `checked`
-    /// watermark have not been verified since they were written, a writer
-    /// left a hole it could not pad, or the tail word is implausible.
-    pub(crate) fn needs_recovery(&self) -> bool {
+    /// What recovery must do with this segment, for a process that opens
+    /// the log for writing while no other writer is alive, in the boot
+    /// `boot`. `last`: whether this is the newest segment.
+    pub(crate) fn recovery_need(&self, last: bool, boot: BootId) -> Need {
+        if !boot.is_known() || self.boot_id() != boot {
+            // Written in another boot (or this boot is unknown): whatever
+            // was not on disk then may be lost, in any pattern, and only
+            // the durable watermark vouches for anything.
+            let complete = self.flushed() == self.capacity() && self.state() & STATE_SEALED != 0;
+            return if complete {
+                Need::Nothing
+            } else {
+                Need::Restart
+            };
+        }
+        if self.needs_recovery(last) {
+            Need::SameBoot
+        } else {
+            Need::Nothing
+        }
+    }
+
+    /// Whether recovery must scan this segment, judged by the rules of the
+    /// boot that wrote it (its page cache is intact): frames past the
+    /// `checked` watermark have not been verified since they were written,
+    /// a writer left a hole it could not pad, the tail word is
+    /// implausible, or the sealed state contradicts the rest.
+    pub(crate) fn needs_recovery(&self, last: bool) -> bool {
         let tail = self.tail_word();
         // Writers overshoot the capacity by what they reserve at once, far
         // less than this; a tail near the top of the range would wrap
@@ -330,7 +348,19 @@ impl Segment {
         if tail < HEADER_LEN || !tail.is_multiple_of(FRAME_HEADER_LEN) || tail > MAX_POSITION {
             return true;
         }
-        if self.state() & STATE_DIRTY != 0 {
+        let state = self.state();
+        if state & STATE_DIRTY != 0 {
+            return true;
+        }
+        if state & STATE_SEALED != 0 {
+            // The appender that seals a segment moved the tail past the
+            // data limit first: a sealed bit on a segment that nobody
+            // filled is stale, and has no end frame for readers to follow.
+            if tail <= self.data_limit() {
+                return true;
+            }
+        } else if !last {
+            // An older segment is sealed before its successor is used.
             return true;
         }
         let checked = self.checked();
@@ -345,19 +375,176 @@ impl Segment {
     }
 
     /// The `checked` watermark: every frame below it is complete (no hole,
-    /// no frame in progress).
+    /// no frame in progress). Trusted only in the boot that wrote it.
     pub(crate) fn checked(&self) -> u64 {
         self.map.load_header(OFF_CHECKED)
     }
 
     /// Records that every frame below the tail has been verified: called
     /// by the last writer to close when no writer died since the last
-    /// recovery, and by recovery itself.
+    /// recovery. It vouches for the page cache, not the disk, and so only
+    /// for the boot in the segment's `boot_id`: after a restart only
+    /// `flushed` is trusted.
     pub(crate) fn mark_checked(&self) {
         if self.map.is_writable() && self.state() & STATE_DIRTY == 0 {
             self.map
                 .header_u64(OFF_CHECKED)
                 .store(self.reserved_end(), Ordering::Release);
+        }
+    }
+
+    /// The durable watermark: every frame below it is complete and was on
+    /// stable storage before the word was stored.
+    pub(crate) fn flushed(&self) -> u64 {
+        self.map.load_header(OFF_FLUSHED)
+    }
+
+    /// Raises the durable watermark to `to`, which the caller has just
+    /// made durable (writable mappings only).
+    pub(crate) fn raise_flushed(&self, to: u64) {
+        if self.map.is_writable() && self.flushed() < to {
+            self.map
+                .header_u64(OFF_FLUSHED)
+                .fetch_max(to, Ordering::AcqRel);
+        }
+    }
+
+    /// The boot the segment was last opened for writing in.
+    pub(crate) fn boot_id(&self) -> BootId {
+        BootId([
+            self.map.load_header(OFF_BOOT_ID),
+            self.map.load_header(OFF_BOOT_ID + 8),
+        ])
+    }
+
+    /// Records that the segment may be written in the boot `boot` (writable
+    /// mappings only). Called before anything is written to it in that
+    /// boot, by a process that is alone (so nothing was written in it in
+    /// this boot yet if the id changes).
+    pub(crate) fn stamp_boot(&self, boot: BootId) {
+        if self.map.is_writable() && self.boot_id() != boot {
+            self.map
+                .header_u64(OFF_BOOT_ID)
+                .store(boot.0[0], Ordering::Release);
+            self.map
+                .header_u64(OFF_BOOT_ID + 8)
+                .store(boot.0[1], Ordering::Release);
+        }
+    }
+
+    /// Whether the segment file is still the one at its name in the log
+    /// directory: another program may have removed or replaced it.
+    pub(crate) fn check_linked(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mine = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &self.path, e))?;
+        let there = std::fs::symlink_metadata(&self.path);
+        let same =
+            mine.nlink() > 0 && there.is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev());
+        if same {
+            Ok(())
+        } else {
+            Err(Error::SegmentRemoved {
+                path: self.path.clone(),
+            })
+        }
+    }
+
+    // The boundary index (see `format::header::index_shift`).
+
+    /// Records in the boundary index that `end` is a frame boundary, for
+    /// every mark in `off + 1 ..= end`: the reservation or frame
+    /// `off..end` covers those marks, so the next frame starts at `end`.
+    /// Cheap when no mark is covered, which is almost always.
+    #[inline]
+    pub(crate) fn index_note(&self, off: u64, end: u64) {
+        if end >> self.index_shift > off >> self.index_shift {
+            self.index_note_marks(off, end);
+        }
+    }
+
+    #[cold]
+    fn index_note_marks(&self, off: u64, end: u64) {
+        if !self.map.is_writable() {
+            return;
+        }
+        let s = self.index_shift;
+        for k in (off >> s) + 1..=(end >> s).min(INDEX_SLOTS) {
+            let mark = k << s;
+            if mark >= self.header.capacity {
+                break;
+            }
+            if let Some(e) = encode_index_entry(mark, end) {
+                self.map
+                    .header_u32(index_entry_offset(k))
+                    .store(e, Ordering::Release);
+            }
+        }
+    }
+
+    /// The boundary the index records for mark `k`, if it is plausible.
+    fn index_entry(&self, k: u64) -> Option<u64> {
+        let mark = k << self.index_shift;
+        let b = decode_index_entry(mark, self.map.load_header_u32(index_entry_offset(k)))?;
+        (b <= self.header.capacity && b.is_multiple_of(FRAME_HEADER_LEN)).then_some(b)
+    }
+
+    /// The highest boundary at or below `off` that the index records, or
+    /// the first frame's offset: where a walk that proves `off` starts.
+    pub(crate) fn index_floor(&self, off: u64) -> u64 {
+        let mut k = (off >> self.index_shift).min(INDEX_SLOTS);
+        while k >= 1 {
+            if let Some(b) = self.index_entry(k).filter(|&b| b <= off) {
+                return b.max(HEADER_LEN);
+            }
+            k -= 1;
+        }
+        HEADER_LEN
+    }
+
+    /// The lowest boundary above `off` and at or below `limit` that the
+    /// index records: where a reader or recovery resumes after damage at
+    /// `off`, without taking any bytes in between for a frame.
+    pub(crate) fn index_after(&self, off: u64, limit: u64) -> Option<u64> {
+        let s = self.index_shift;
+        let mut k = (off >> s) + 1;
+        while k <= INDEX_SLOTS && k << s <= limit && k << s < self.header.capacity {
+            if let Some(b) = self.index_entry(k).filter(|&b| b > off && b <= limit) {
+                return Some(b);
+            }
+            k += 1;
+        }
+        None
+    }
+
+    /// The lowest proven boundary above `off` for a reader skipping damage:
+    /// a boundary the index records, the `checked` or `flushed` watermark
+    /// (each was once the tail), or the tail itself (clamped to the
+    /// capacity: a full segment is left at its end). `None` only when `off`
+    /// is at or past the tail.
+    pub(crate) fn next_proven(&self, off: u64) -> Option<u64> {
+        let tail = self.reserved_end();
+        let mut best = self.index_after(off, tail);
+        for w in [self.checked(), self.flushed(), tail] {
+            if w > off && w <= tail && w.is_multiple_of(FRAME_HEADER_LEN) {
+                best = Some(best.map_or(w, |b| b.min(w)));
+            }
+        }
+        best
+    }
+
+    /// Forgets every boundary the index records above `end` (recovery, once
+    /// the log ends there).
+    fn index_clear_above(&self, end: u64) {
+        let s = self.index_shift;
+        for k in 1..=INDEX_SLOTS.min(self.header.capacity >> s) {
+            let stale = k << s > end || self.index_entry(k).is_none_or(|b| b > end);
+            let off = index_entry_offset(k);
+            if stale && self.map.load_header_u32(off) != 0 {
+                self.map.header_u32(off).store(0, Ordering::Release);
+            }
         }
     }
 
@@ -526,33 +713,50 @@ impl Segment {
         self.map.futex_wake(OFF_NOTIFY_SEQ);
     }
 
-    /// Scans the segment and repairs what dead writers left behind. Only
-    /// called while no other writer of the log is alive.
+    /// Scans the segment and repairs it. Only called while no other writer
+    /// of the log is alive.
     ///
-    /// Walks the frames from the `checked` watermark (frames below it were
-    /// verified before), once a copy of the file shows that a frame starts
-    /// there, or else from the first frame. Valid frames (data with a
-    /// matching CRC, padding, end) are kept. Where a writer died there is
-    /// either a zero header (reserved, nothing written: its whole range is
-    /// still zero) or an in-progress header (its extent is in the header).
-    /// Writers only reserve below the tail word, so such holes are only
-    /// looked for there: they become padding if a valid frame follows them,
-    /// and are cut as the torn tail otherwise. A data frame that fails its
-    /// CRC, or a malformed header, below the tail is damage: if a valid
-    /// frame follows, its header word is left in place so that readers
-    /// report it at its position, and the rest of it is zeroed
-    /// (`neutralise`); if the search for one runs out of budget, nothing
-    /// past it is cut either.
+    /// The walk starts at a point already proven: after a process crash
+    /// (`restart` false; the page cache holds everything written), the
+    /// `checked` watermark; after a restart, the durable `flushed`
+    /// watermark. Either counts only if it equals the tail or a walk from
+    /// a boundary the index records reaches it exactly; otherwise the walk
+    /// starts at the first frame. From there, valid frames (data with a
+    /// matching CRC, padding, end) are kept.
     ///
-    /// Past the tail, valid frames that follow on from the last one without
-    /// a gap are kept and the tail is raised over them: only a damaged tail
-    /// word, or a header page older than its data after a power loss, puts
-    /// records there. The first word past them that is not a valid frame
-    /// ends the log, and everything from there to the end of the file is
-    /// zeroed. A tail word no writer could have left (below the header,
-    /// misaligned, absurdly large) says nothing about where reservations
-    /// end: the whole file is searched for holes then.
-    pub(crate) fn recover(&self, seal: bool, step: u64) -> Result<Recovery> {
+    /// After a process crash, writers only reserve below the tail word, so
+    /// holes are looked for there: an empty header (a writer reserved and
+    /// died before claiming: its whole range is still zero) or an
+    /// in-progress one (its extent is in the header). They become padding
+    /// when a valid frame follows them, so that every acknowledged record
+    /// is kept, and are cut as the torn tail otherwise. A data frame that
+    /// fails its CRC, or a malformed header, below the tail is damage: the
+    /// walk resumes at the next boundary the index records, and the
+    /// damage stays in place for readers to report at its position. No
+    /// boundary is guessed from bytes: a payload may hold anything,
+    /// including frames that would pass their CRC. If the index records no
+    /// boundary after the damage, nothing past it is cut.
+    ///
+    /// After a restart, unsynced pages may have been lost in any pattern,
+    /// so the first frame past the durable watermark that is not valid
+    /// ends the log: what survives is a prefix. If this is not the newest
+    /// segment and it does not end complete, `before_cut` runs first (it
+    /// removes the later segments, which cannot belong to the prefix) and
+    /// this segment becomes the newest.
+    ///
+    /// Past the tail, valid frames that follow on from the last one are
+    /// kept and the tail is raised over them. Everything from the end of
+    /// the log to the end of the file is zeroed, so that no stale byte is
+    /// taken for a frame later; the repair is synced, and only then are the
+    /// words that vouch for it (`tail`, `checked`, `flushed`, `boot_id`)
+    /// stored and synced.
+    pub(crate) fn recover(
+        &self,
+        last: bool,
+        restart: bool,
+        boot: BootId,
+        before_cut: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Recovery> {
         let file_len = self.file_len()?;
         let cap = self.header.capacity;
         let base = self.base();
@@ -561,32 +765,33 @@ impl Segment {
         let tail_plausible = raw_tail >= HEADER_LEN
             && raw_tail.is_multiple_of(FRAME_HEADER_LEN)
             && raw_tail <= MAX_POSITION;
-        // Holes and damage are looked for below this; past it, only a run
-        // of valid frames continues the log.
-        let hole_end = if tail_plausible {
-            raw_tail.min(scan_end)
+        let (start, hole_end) = if restart {
+            // Nothing past the durable point is known to be reserved: a
+            // hole there may be a lost record.
+            let start = self.proven_start(self.flushed(), None, scan_end);
+            (start, start)
         } else {
-            scan_end
-        };
-        let checked = self.checked();
-        let start = if checked > HEADER_LEN
-            && checked <= scan_end
-            && checked.is_multiple_of(FRAME_HEADER_LEN)
-            && self.starts_frame_copy(checked, raw_tail)?
-        {
-            checked
-        } else {
-            HEADER_LEN
+            let start =
+                self.proven_start(self.checked(), tail_plausible.then_some(raw_tail), scan_end);
+            // Holes and damage are looked for below this; past it, only a
+            // run of valid frames continues the log. A tail no writer could
+            // have left says nothing about where reservations end.
+            let hole_end = if tail_plausible {
+                raw_tail.min(scan_end)
+            } else {
+                scan_end
+            };
+            (start, hole_end)
         };
         let mut rec = Recovery {
             end: start,
+            restarted: restart,
             ..Recovery::default()
         };
         let mut holes: Vec<(u64, u64)> = Vec::new();
         let mut damage: Vec<(u64, u64)> = Vec::new();
         let mut off = start;
         let mut give_up = false;
-        let mut budget = SEARCH_BUDGET;
         while off + FRAME_HEADER_LEN <= scan_end {
             let pos = base + off;
             let slot = self.map.slot(off as usize, pos, scan_end as usize);
@@ -601,11 +806,13 @@ impl Segment {
                         && frame::check_data(pos, payload.len() as u32, crc, payload).is_ok() =>
                 {
                     self.commit_pending(&mut holes, &mut damage, &mut rec);
+                    self.index_note(off, frame_end);
                     rec.end = frame_end;
                     off = frame_end;
                 }
                 Ok(Slot::Control(Header::Padding { .. })) if frame_end <= cap => {
                     self.commit_pending(&mut holes, &mut damage, &mut rec);
+                    self.index_note(off, frame_end);
                     rec.end = frame_end;
                     off = frame_end;
                 }
@@ -639,7 +846,8 @@ impl Segment {
                     holes.push((off, q));
                     off = q;
                 }
-                _ => match self.find_valid(off + FRAME_HEADER_LEN, hole_end, &mut budget)? {
+                // Damage: resume at the next proven boundary.
+                _ => match self.index_after(off, hole_end) {
                     Some(q) => {
                         damage.push((off, q));
                         off = q;
@@ -652,35 +860,39 @@ impl Segment {
             }
         }
         if give_up {
-            // Damage we could not see past: keep everything up to the tail
-            // for readers to report, rather than cut records we cannot see.
-            rec.damaged += damage.len() as u64 + 1;
+            // Damage with no proven boundary after it below the tail: keep
+            // everything up to the tail for readers to report, rather than
+            // cut records we cannot prove. The holes found before it are
+            // dead writers'; `checked` will say that none is left below it.
+            rec.damaged += 1;
             rec.end = rec.end.max(hole_end);
-            // Everything up to the tail is kept: the holes in it are dead
-            // writers', and `checked` will say that none is left below it.
-            for (start, end) in holes.drain(..) {
-                self.pad(start, end);
-                rec.holes_padded += 1;
-            }
+            self.commit_pending(&mut holes, &mut damage, &mut rec);
         }
-        // Anything still pending lies past the last valid frame: torn tail,
-        // frames reserved and never (or not completely) written.
-        let end = rec.end;
-        if !rec.sealed && tail_plausible {
+        if !rec.sealed && rec.end + FRAME_HEADER_LEN > cap {
+            // Padded up to the very end: no room, and no need, for a marker.
+            rec.sealed = true;
+        }
+        if !rec.sealed && tail_plausible && !restart {
             // Reserved space past the last valid frame.
-            rec.bytes_cut = hole_end.saturating_sub(end);
+            rec.bytes_cut = hole_end.saturating_sub(rec.end);
         }
-        if seal && !rec.sealed {
-            if end + FRAME_HEADER_LEN <= cap {
-                self.ensure_len(end + FRAME_HEADER_LEN, step)?;
+        if !last && !rec.sealed {
+            if restart {
+                // The log ends here now: later segments hold no prefix.
+                before_cut()?;
+                rec.removed_later = true;
+            } else {
+                // Every acknowledged record in later segments is kept: seal
+                // this one where its valid frames end.
+                let end = rec.end;
+                self.grow_alone(end + FRAME_HEADER_LEN)?;
                 self.map.zero_words(end as usize, (end + 8) as usize);
                 let _ = self
                     .map
                     .cas_word(end as usize, 0, frame::end_word(base + end));
                 rec.end = end + FRAME_HEADER_LEN;
+                rec.sealed = true;
             }
-            // A segment padded up to its capacity ends there without a marker.
-            rec.sealed = true;
         }
         let zero_to = self.file_len()?;
         if zero_to > rec.end {
@@ -688,32 +900,106 @@ impl Segment {
                 .map
                 .zero_words(rec.end as usize, zero_to as usize)
                 .unwrap_or(0);
-            if !tail_plausible {
-                // Nothing says what was reserved: count what was written.
+            if restart || !tail_plausible {
+                // Nothing trusted says what was reserved: count what was
+                // written.
                 rec.bytes_cut = zeroed * FRAME_HEADER_LEN;
             }
         }
-
+        self.index_clear_above(rec.end);
+        // The repair (padding, the end marker, the zeroed tail, the index)
+        // reaches the disk before any word that vouches for it. Otherwise,
+        // after a power loss, the zeroed pages could come back with their
+        // old frames behind records appended since at the same positions.
+        self.flush_range(0, zero_to.max(rec.end))?;
         let tail = if rec.sealed { cap } else { rec.end };
         self.tail().store(tail, Ordering::Release);
         if rec.sealed {
             self.set_state(STATE_SEALED);
+        } else {
+            self.clear_state(STATE_SEALED);
         }
         self.clear_state(STATE_DIRTY);
         self.map
             .header_u64(OFF_CHECKED)
-            .store(if rec.sealed { cap } else { rec.end }, Ordering::Release);
-        // Make the repair durable before anything is appended after it.
-        // Otherwise, after a power loss, the zeroed pages (still dirty in
-        // the page cache) could come back with their old frames, which
-        // records appended since at the same positions would not hide: the
-        // next recovery would follow them past the tail, out of order.
-        self.flush_range(0, zero_to.max(rec.end))?;
+            .store(tail, Ordering::Release);
+        self.map
+            .header_u64(OFF_FLUSHED)
+            .store(tail, Ordering::Release);
+        // Only this process has the log open for writing: the hint may
+        // come down to the truth.
+        self.map
+            .header_u64(OFF_GROWN)
+            .store(zero_to, Ordering::Release);
+        self.stamp_boot(boot);
+        self.flush_header()?;
         Ok(rec)
     }
 
-    /// Turns the holes found so far into padding and neutralises the
-    /// damage seen (valid frames follow both), counting it as mid-log damage.
+    /// Where recovery may start walking: the watermark `w` if it equals the
+    /// (plausible) tail `tail` (the last writer to close set both, and
+    /// appends go there), or if a walk from a boundary the index records
+    /// reaches it exactly; otherwise the first frame. A watermark damaged
+    /// to point inside a record would make recovery take payload words for
+    /// frames, holes and damage.
+    fn proven_start(&self, w: u64, tail: Option<u64>, scan_end: u64) -> u64 {
+        if w <= HEADER_LEN || w > scan_end || !w.is_multiple_of(FRAME_HEADER_LEN) {
+            return HEADER_LEN;
+        }
+        if tail == Some(w) || self.walk_valid(self.index_floor(w), w, scan_end) == w {
+            w
+        } else {
+            HEADER_LEN
+        }
+    }
+
+    /// Walks valid frames (data with a matching CRC, padding) from the
+    /// boundary `from` while they start below `to` and end within
+    /// `scan_end` (at most the file's length); returns where it stopped.
+    /// Only for recovery, while no writer is alive.
+    fn walk_valid(&self, from: u64, to: u64, scan_end: u64) -> u64 {
+        let mut off = from;
+        while off < to && off + FRAME_HEADER_LEN <= scan_end {
+            let pos = self.base() + off;
+            let next = match self.map.slot(off as usize, pos, scan_end as usize) {
+                Ok(Slot::Data { crc, payload }) => {
+                    let end = off + frame::frame_len(payload.len() as u32);
+                    if end > self.data_limit()
+                        || frame::check_data(pos, payload.len() as u32, crc, payload).is_err()
+                    {
+                        break;
+                    }
+                    end
+                }
+                Ok(Slot::Control(Header::Padding { len })) => off + frame::frame_len(len),
+                _ => break,
+            };
+            if next > self.header.capacity {
+                break;
+            }
+            off = next;
+        }
+        off
+    }
+
+    /// Grows the file to cover `end`, by a page at most: for recovery,
+    /// which must never let a header's claims decide how much to allocate.
+    fn grow_alone(&self, end: u64) -> Result<()> {
+        let known = self.file_len()?;
+        if end <= known {
+            return Ok(());
+        }
+        let target = align_up(end, PAGE)
+            .unwrap_or(self.header.capacity)
+            .min(self.header.capacity);
+        allocate(&self.file, &self.path, known, target)?;
+        self.raise_grown(target);
+        self.known_len.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Turns the holes found so far into padding and records the damage
+    /// seen (valid frames follow both).
     fn commit_pending(
         &self,
         holes: &mut Vec<(u64, u64)>,
@@ -725,33 +1011,22 @@ impl Segment {
             rec.holes_padded += 1;
         }
         for (start, end) in damage.drain(..) {
-            self.neutralise(start, end);
+            // An in-progress header whose extent ran past the tail is a
+            // dead writer's hole; anything else is left as it is, for
+            // readers to report at its position and skip to `end`.
+            let word = self.map.load_word(start as usize).unwrap_or(0);
+            if let Ok(Header::InProgress { .. }) = frame::decode(word, self.base() + start) {
+                self.pad(start, end);
+            } else {
+                self.index_note(start, end);
+            }
             rec.damaged += 1;
         }
     }
 
-    /// Makes the damaged range `start..end` (a valid frame follows it) stay
-    /// exactly that however the tail moves later. Whether a frame inside it
-    /// looks valid can depend on the tail (padding or a record must end
-    /// below it), so a reader skipping the damage after more appends could
-    /// otherwise stop inside the range, or an unblocker pad over what
-    /// follows it. The header word is kept, so that readers still report
-    /// the damage at its position, and the rest is zeroed; an in-progress
-    /// header (one whose extent ran past the tail) is a dead writer's hole
-    /// and becomes padding.
-    fn neutralise(&self, start: u64, end: u64) {
-        let word = self.map.load_word(start as usize).unwrap_or(0);
-        match frame::decode(word, self.base() + start) {
-            Ok(Header::InProgress { .. }) => self.pad(start, end),
-            _ => {
-                self.map
-                    .zero_words((start + FRAME_HEADER_LEN) as usize, end as usize);
-            }
-        }
-    }
-
     /// Covers `start..end` with padding frames (as many as the 28-bit length
-    /// field needs). Only for areas no live writer owns.
+    /// field needs), recording them in the index. Only for areas no live
+    /// writer owns.
     fn pad(&self, start: u64, end: u64) {
         let mut at = start;
         while at + FRAME_HEADER_LEN <= end {
@@ -760,170 +1035,17 @@ impl Segment {
             if let Some(current) = self.map.load_word(at as usize) {
                 let _ = self.map.cas_word(at as usize, current, word);
             }
-            at += frame::frame_len(len);
+            let next = at + frame::frame_len(len);
+            self.index_note(at, next);
+            at = next;
         }
     }
 
-    /// The offset of the next frame in `from..to` that is valid on its own
-    /// (a data frame with a matching CRC, padding or an end marker), or `to`
-    /// if there is none; `None` if `budget` (bytes checksummed) ran out
-    /// first. Reads through `pread` copies, never through the mapping, so it
-    /// may pass over frames other threads are still writing.
-    pub(crate) fn find_valid(&self, from: u64, to: u64, budget: &mut u64) -> Result<Option<u64>> {
-        const WINDOW: u64 = 1 << 20;
-        let to = to.min(self.header.capacity);
-        let base = self.base();
-        let mut window = Vec::new();
-        let mut window_at = from;
-        let mut payload = Vec::new();
-        let mut q = from;
-        while q + FRAME_HEADER_LEN <= to {
-            if q + FRAME_HEADER_LEN > window_at + window.len() as u64 {
-                window_at = q;
-                let n = (to - q).min(WINDOW) as usize;
-                window.resize(n, 0);
-                let got = self.read_at(&mut window, q)?;
-                window.truncate(got - got % 8);
-                if window.is_empty() {
-                    break;
-                }
-            }
-            let i = (q - window_at) as usize;
-            let word = u64::from_le_bytes(window[i..i + 8].try_into().unwrap_or_default());
-            let pos = base + q;
-            match frame::decode(word, pos) {
-                Ok(Header::Data { len, crc }) => {
-                    let end = q + frame::frame_len(len);
-                    // Cheap checks first: in bounds, and followed by a
-                    // plausible header (or the end of the range).
-                    let in_bounds = end <= to.min(self.data_limit());
-                    let plausible = in_bounds
-                        && (end + FRAME_HEADER_LEN > to || {
-                            let mut next = [0u8; 8];
-                            let w_end = window_at + window.len() as u64;
-                            if end >= window_at && end + FRAME_HEADER_LEN <= w_end {
-                                let j = (end - window_at) as usize;
-                                next.copy_from_slice(&window[j..j + 8]);
-                            } else {
-                                if *budget < PREAD_COST {
-                                    return Ok(None);
-                                }
-                                *budget -= PREAD_COST;
-                                if self.read_at(&mut next, end)? != 8 {
-                                    next = [0xFF; 8];
-                                }
-                            }
-                            frame::decode(u64::from_le_bytes(next), base + end).is_ok()
-                        });
-                    if plausible {
-                        let cost = u64::from(len) + 12;
-                        if *budget < cost {
-                            return Ok(None);
-                        }
-                        *budget -= cost;
-                        payload.resize(len as usize, 0);
-                        if self.read_at(&mut payload, q + FRAME_HEADER_LEN)? == len as usize
-                            && frame::check_data(pos, len, crc, &payload).is_ok()
-                        {
-                            return Ok(Some(q));
-                        }
-                    }
-                }
-                Ok(Header::Padding { len }) if q + frame::frame_len(len) <= to => {
-                    return Ok(Some(q))
-                }
-                Ok(Header::End) => return Ok(Some(q)),
-                _ => {}
-            }
-            q += FRAME_HEADER_LEN;
-        }
-        Ok(Some(to))
-    }
-
-    /// `pread` as much of `buf` as the file holds at `off`.
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("read segment", &self.path, e)),
-            }
-        }
-        Ok(done)
-    }
-
-    /// What a position given by a caller (`Log::reader_at`) is, judged on
-    /// `pread` copies so that nothing is read through the mapping before the
-    /// position is known to be a frame boundary.
-    pub(crate) fn probe_start(&self, off: u64) -> Result<Start> {
-        // The first frame of a segment and the tail are boundaries by
-        // construction (the tail only grows, by whole frames).
-        if off == HEADER_LEN || off == self.reserved_end() {
-            return Ok(Start::Boundary);
-        }
-        let mut word = [0u8; 8];
-        if self.read_at(&mut word, off)? < 8 {
-            return Ok(Start::NotAFrame);
-        }
-        let pos = self.base() + off;
-        Ok(match frame::decode(u64::from_le_bytes(word), pos) {
-            // A reserved frame not published yet, or a zero word inside some
-            // record's payload: only its publication will tell.
-            Ok(Header::Empty | Header::InProgress { .. }) if off < self.reserved_end() => {
-                Start::Unknown
-            }
-            Ok(Header::Data { .. }) if self.check_data_copy(off)? => Start::Boundary,
-            // Their checksums cover the position: a payload does not produce
-            // one by accident.
-            Ok(Header::Padding { .. } | Header::End) => Start::Boundary,
-            _ => Start::NotAFrame,
-        })
-    }
-
-    /// Whether recovery may start at the `checked` watermark `off`: it
-    /// equals the tail word (the two agree: the last writer to close set
-    /// both, and appends go there), or a `pread` copy shows a frame that is
-    /// valid on its own starting there (its CRC covers its position, so a
-    /// word inside a record does not pass by accident). A watermark damaged
-    /// to point inside a record would otherwise make recovery take payload
-    /// words for holes and damage and overwrite them; rescanning from the
-    /// segment's start instead of trusting a watermark that agrees with the
-    /// tail would re-read frames that appends since then may have been
-    /// placed after on its word (found by the recover fuzzer).
-    fn starts_frame_copy(&self, off: u64, tail: u64) -> Result<bool> {
-        if off == tail {
-            return Ok(true);
-        }
-        let mut word = [0u8; 8];
-        if self.read_at(&mut word, off)? < 8 {
-            return Ok(false);
-        }
-        let word = u64::from_le_bytes(word);
-        Ok(match frame::decode(word, self.base() + off) {
-            Ok(Header::Data { .. }) => self.check_data_copy(off)?,
-            Ok(Header::Padding { .. } | Header::End) => true,
-            _ => false,
-        })
-    }
-
-    fn check_data_copy(&self, off: u64) -> Result<bool> {
-        let mut word = [0u8; 8];
-        self.read_at(&mut word, off)?;
-        let pos = self.base() + off;
-        let Ok(Header::Data { len, crc }) = frame::decode(u64::from_le_bytes(word), pos) else {
-            return Ok(false);
-        };
-        let end = off + frame::frame_len(len);
-        if end > self.data_limit() || end > self.file_len()? {
-            return Ok(false);
-        }
-        let mut payload = vec![0u8; len as usize];
-        Ok(
-            self.read_at(&mut payload, off + FRAME_HEADER_LEN)? == payload.len()
-                && frame::check_data(pos, len, crc, &payload).is_ok(),
-        )
+    /// Syncs the header page.
+    pub(crate) fn flush_header(&self) -> Result<()> {
+        self.map
+            .flush_range(0, HEADER_LEN as usize)
+            .map_err(|e| Error::io("msync segment header", &self.path, e))
     }
 
     /// Flushes the file's dirty pages in `from..to` to stable storage.

@@ -11,6 +11,7 @@ use tidelog::{Log, Options, Position};
 const TAIL: u64 = 128;
 const STATE: u64 = 512;
 const CHECKED: u64 = 520;
+const BOOT_ID: u64 = 528;
 
 fn options() -> Options {
     Options::new().segment_capacity(64 << 10).grow_step(4096)
@@ -52,6 +53,12 @@ fn base_log(dir: &Path, n: u32) -> u64 {
     drop(a);
     drop(log);
     u64_at(&seg(dir, 0), TAIL)
+}
+
+/// Makes the image look as if the machine restarted since it was written:
+/// its header names another boot.
+fn restarted(dir: &Path) {
+    write_at(&seg(dir, 0), BOOT_ID, &[0x5A; 16]);
 }
 
 /// Makes the image look like its writer crashed: nothing verified since
@@ -109,7 +116,29 @@ fn in_progress_frame_at_the_tail_is_cut() {
 #[test]
 fn data_frame_with_a_torn_payload_at_the_tail_is_cut() {
     // What power loss can leave: a published header whose payload page did
-    // not reach the disk.
+    // not reach the disk. After a restart, the first frame that is not
+    // valid ends the log.
+    let tmp = tempfile::tempdir().unwrap();
+    let end = base_log(tmp.path(), 10);
+    let path = seg(tmp.path(), 0);
+    let mut f = data_frame(end, &[0x11; 300]);
+    f[100..].fill(0);
+    write_at(&path, end, &f);
+    crash(tmp.path(), end + f.len() as u64);
+    restarted(tmp.path());
+    let log = options().open(tmp.path()).unwrap();
+    assert!(log.recovery().after_restart, "{:?}", log.recovery());
+    assert!(log.recovery().bytes_cut > 0, "{:?}", log.recovery());
+    assert_eq!(log.recovery().damaged_frames, 0);
+    assert_eq!(records(&log).len(), 10);
+}
+
+#[test]
+fn a_damaged_record_at_the_tail_is_kept_and_reported_after_a_process_crash() {
+    // The same image on the boot that wrote it: a process crash never
+    // leaves a published frame that fails its CRC, so this is damage, and
+    // nothing is truncated away. Readers report it at its position and
+    // skip to what is appended after it.
     let tmp = tempfile::tempdir().unwrap();
     let end = base_log(tmp.path(), 10);
     let path = seg(tmp.path(), 0);
@@ -118,9 +147,22 @@ fn data_frame_with_a_torn_payload_at_the_tail_is_cut() {
     write_at(&path, end, &f);
     crash(tmp.path(), end + f.len() as u64);
     let log = options().open(tmp.path()).unwrap();
-    assert!(log.recovery().bytes_cut > 0, "{:?}", log.recovery());
-    assert_eq!(log.recovery().damaged_frames, 0);
-    assert_eq!(records(&log).len(), 10);
+    assert!(!log.recovery().after_restart, "{:?}", log.recovery());
+    assert_eq!(log.recovery().damaged_frames, 1, "{:?}", log.recovery());
+    let mut r = log.reader();
+    for _ in 0..10 {
+        r.try_next().unwrap().unwrap();
+    }
+    match r.try_next() {
+        Err(tidelog::Error::ChecksumMismatch { position, .. }) => {
+            assert_eq!(u64::from(position), end)
+        }
+        other => panic!("{:?}", other.map(|o| o.map(|r| r.to_vec()))),
+    }
+    let pos = log.appender().unwrap().append(b"later").unwrap();
+    assert_eq!(u64::from(pos), end + f.len() as u64);
+    assert_eq!(r.skip_damaged().unwrap(), pos);
+    assert_eq!(&*r.try_next().unwrap().unwrap(), b"later");
 }
 
 #[test]

@@ -74,7 +74,9 @@ fn verify_reports_damage_and_fails() {
     assert_eq!(out.status.code(), Some(1));
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("fails its checksum"), "{s}");
-    assert!(s.contains("2 records"), "{s}");
+    // Nothing after the damage is proven to be a record boundary before
+    // the end of this tiny log: the third record is not guessed at.
+    assert!(s.contains("1 records"), "{s}");
 }
 
 #[test]

@@ -24,10 +24,15 @@
 //! |    384 |    4 | `notify_seq`       | atomic: futex word, bumped when parked readers are woken    |
 //! |    388 |    4 | `parked`           | atomic: non-zero when a reader may be parked on `notify_seq` |
 //! |    512 |    8 | `state`            | atomic: bit 0 sealed, bit 1 dirty (a hole may be left)      |
-//! |    520 |    8 | `checked`          | atomic: frames below this offset are known hole-free        |
-//! |    640 |    8 | `flushed`          | reserved for a durable watermark; zero, not maintained yet  |
+//! |    520 |    8 | `checked`          | atomic: frames below this offset are known hole-free (trusted on `boot_id`'s boot only) |
+//! |    528 |   16 | `boot_id`          | atomic pair: the kernel boot id of the boot the segment was last opened for writing in |
+//! |    640 |    8 | `flushed`          | atomic: durable watermark: frames below it are complete and on stable storage |
+//! |   1024 | 3072 | `index`            | atomic `u32`s: the boundary index (see [`index_shift`])     |
 //!
-//! Everything else up to `header_len` is reserved and zero.
+//! Everything else up to `header_len` is reserved and zero. The words that
+//! vouch for data (`state`, `checked`, `boot_id`, `flushed`) share one
+//! 512-byte sector (bytes 512..1024), so a torn write of the header page
+//! never mixes them from two moments.
 
 use super::{HEADER_LEN, PAGE};
 
@@ -58,8 +63,67 @@ pub const OFF_PARKED: usize = 388;
 pub const OFF_STATE: usize = 512;
 /// File offset of the `checked` word.
 pub const OFF_CHECKED: usize = 520;
+/// File offset of the `boot_id` words (16 bytes: two `u64`s).
+pub const OFF_BOOT_ID: usize = 528;
 /// File offset of the `flushed` word.
 pub const OFF_FLUSHED: usize = 640;
+/// File offset of the boundary index.
+pub const OFF_INDEX: usize = 1024;
+/// Entries in the boundary index.
+pub const INDEX_SLOTS: u64 = 768;
+
+/// The boundary index's stride, as a power of two: the smallest at least a
+/// page such that the segment has at most [`INDEX_SLOTS`] marks.
+///
+/// Mark `k` (for `1 <= k <= capacity >> shift`) is the offset
+/// `k << shift`; its entry, the `u32` at `OFF_INDEX + 4 * (k - 1)`, holds a
+/// frame boundary at or after the mark (see [`encode_index_entry`]), or 0
+/// while none is known. Appenders fill an entry when their reservation
+/// covers its mark: the end of that reservation is where the next frame
+/// starts. Readers start a walk from an entry to prove that a position is
+/// a frame boundary, and skip damage to the next entry, so that no
+/// boundary is ever guessed from bytes a payload could forge.
+///
+/// ```
+/// use tidelog::format::header::index_shift;
+/// assert_eq!(index_shift(64 << 10), 12); // 16 marks, 4 KiB apart
+/// assert_eq!(index_shift(1 << 30), 21); // 512 marks, 2 MiB apart
+/// ```
+pub const fn index_shift(capacity: u64) -> u32 {
+    let mut s = 12;
+    while (capacity >> s) > INDEX_SLOTS {
+        s += 1;
+    }
+    s
+}
+
+/// The entry that records `boundary` for the mark at offset `mark`: the
+/// distance in 8-byte words, plus one (0 means "unknown"). `None` if the
+/// boundary is before the mark, misaligned, or too far to encode.
+pub const fn encode_index_entry(mark: u64, boundary: u64) -> Option<u32> {
+    if boundary < mark || !(boundary - mark).is_multiple_of(8) {
+        return None;
+    }
+    let words = (boundary - mark) / 8;
+    if words >= u32::MAX as u64 {
+        return None;
+    }
+    Some(words as u32 + 1)
+}
+
+/// The boundary an index entry for the mark at `mark` records, if any.
+pub const fn decode_index_entry(mark: u64, entry: u32) -> Option<u64> {
+    if entry == 0 {
+        None
+    } else {
+        Some(mark + 8 * (entry as u64 - 1))
+    }
+}
+
+/// The file offset of the entry of mark `k` (`1 <= k <= INDEX_SLOTS`).
+pub const fn index_entry_offset(k: u64) -> usize {
+    OFF_INDEX + 4 * (k as usize - 1)
+}
 
 /// `state` bit: an end-of-segment frame has been published.
 pub const STATE_SEALED: u64 = 1;
@@ -289,6 +353,36 @@ mod tests {
 
     fn sample() -> SegmentHeader {
         SegmentHeader::new(1 << 20, 3 << 20, 3, 1_700_000_000_000_000_000)
+    }
+
+    #[test]
+    fn index_geometry_fits_the_header() {
+        for cap in [MIN_CAPACITY, 1 << 20, 3 << 30, 1 << 30, MAX_CAPACITY] {
+            let s = index_shift(cap);
+            assert!(s >= 12);
+            let marks = cap >> s;
+            assert!(marks <= INDEX_SLOTS, "{cap}");
+            assert!(index_entry_offset(marks) + 4 <= HEADER_LEN as usize);
+            // Halving the stride would need more slots than there are.
+            if s > 12 {
+                assert!(cap >> (s - 1) > INDEX_SLOTS);
+            }
+        }
+        assert_eq!(index_entry_offset(1), OFF_INDEX);
+    }
+
+    #[test]
+    fn index_entries_round_trip() {
+        let mark = 3 << 21;
+        for b in [mark, mark + 8, mark + (1 << 28) + 8, mark + (1 << 34)] {
+            let e = encode_index_entry(mark, b).unwrap();
+            assert_ne!(e, 0);
+            assert_eq!(decode_index_entry(mark, e), Some(b));
+        }
+        assert_eq!(encode_index_entry(mark, mark - 8), None);
+        assert_eq!(encode_index_entry(mark, mark + 4), None);
+        assert_eq!(encode_index_entry(mark, mark + (1 << 40)), None);
+        assert_eq!(decode_index_entry(mark, 0), None);
     }
 
     #[test]
