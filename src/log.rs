@@ -429,6 +429,11 @@ impl Log {
     /// position.
     pub fn flush(&self) -> Result<()> {
         let inner = &self.inner;
+        if inner.writable {
+            // Records appended to a segment someone removed are not in the
+            // log: never report them durable.
+            inner.active().check_linked()?;
+        }
         let bases = inner.dir.segments()?;
         for &base in &bases {
             let Some(seg) = inner.segment(base)? else {

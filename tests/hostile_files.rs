@@ -237,3 +237,109 @@ fn a_symlinked_segment_that_appears_later_is_refused_to_appenders() {
         "appended into the other log"
     );
 }
+
+/// A one-segment log whose 8 KiB segment file claims `capacity` bytes, a
+/// tail and a `grown` hint at the capacity, and (if `sealed`) an end frame
+/// and a durable watermark it does not have; written in this boot when
+/// `this_boot`.
+fn hostile_log(dir: &Path, capacity: u64, sealed: bool, this_boot: bool) {
+    fs::create_dir_all(dir).unwrap();
+    let mut page = vec![0u8; 8192];
+    let h = tidelog::format::header::SegmentHeader::new(capacity, 0, 0, 1);
+    page[..64].copy_from_slice(&h.encode());
+    page[128..136].copy_from_slice(&capacity.to_le_bytes()); // tail
+    page[256..264].copy_from_slice(&capacity.to_le_bytes()); // grown
+    if sealed {
+        page[512..520].copy_from_slice(&1u64.to_le_bytes()); // state: sealed
+        page[520..528].copy_from_slice(&capacity.to_le_bytes()); // checked
+        page[640..648].copy_from_slice(&capacity.to_le_bytes()); // flushed
+    }
+    if this_boot {
+        let id = fs::read_to_string(common::BOOT_ID_PATH).unwrap();
+        let hex: String = id.trim().chars().filter(|c| *c != '-').collect();
+        for i in 0..16 {
+            page[528 + i] = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+    }
+    fs::write(dir.join(SEG0), &page).unwrap();
+}
+
+#[test]
+fn a_hostile_header_cannot_make_an_open_fill_the_disk() {
+    // Issue 9, defect 7: a header claiming 1 TiB (or 1 GiB) of capacity and
+    // of growth made a writable open allocate up to that claim, filling the
+    // file system for every log on it.
+    let fs = match common::mount_ext4(128) {
+        Ok(fs) => fs,
+        Err(why) => {
+            common::note(format!("SKIPPED hostile-allocation test: {why}"));
+            return;
+        }
+    };
+    let step = 1 << 20;
+    let mut n = 0;
+    for capacity in [1u64 << 40, 1 << 30] {
+        for sealed in [true, false] {
+            for this_boot in [true, false] {
+                n += 1;
+                let dir = fs.mnt.join(format!("log{n}"));
+                hostile_log(&dir, capacity, sealed, this_boot);
+                let before = common::free_bytes(&fs.mnt);
+                let opened = Options::new().grow_step(step).open(&dir);
+                let after = common::free_bytes(&fs.mnt);
+                let what = format!(
+                    "capacity {capacity}, sealed {sealed}, this boot {this_boot}: {:?}",
+                    opened.as_ref().map(|l| l.recovery().clone())
+                );
+                // At most a successor segment of the configured growth step
+                // (plus metadata): nothing the header claims.
+                assert!(
+                    before.saturating_sub(after) <= 2 * step,
+                    "{what}: free space fell from {before} to {after}"
+                );
+                let len = fs::metadata(dir.join(SEG0)).unwrap().len();
+                assert!(len <= 8192 + 4096, "{what}: the hostile file grew to {len}");
+                if let Ok(log) = opened {
+                    // The log works: an append lands and reads back.
+                    let pos = log.appender().unwrap().append(b"works").unwrap();
+                    let mut r = log.reader_at(pos).unwrap();
+                    assert_eq!(&*r.try_next().unwrap().unwrap(), b"works");
+                }
+            }
+        }
+    }
+    // Other logs on the file system still have their room.
+    let log = Options::new()
+        .segment_capacity(64 << 20)
+        .grow_step(step)
+        .open(fs.mnt.join("other"))
+        .unwrap();
+    let mut a = log.appender().unwrap();
+    for _ in 0..20 {
+        a.append(&[5u8; 1 << 20]).unwrap();
+    }
+}
+
+#[test]
+fn a_live_segment_removed_by_another_program_is_detected() {
+    // Decided in issue 9: removing a segment a writer uses is outside the
+    // guarantees (its records are lost with the file), but it is never
+    // reported as durable, and the writer stops at its next rollover
+    // instead of building a log on a file nobody can open.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = options().open(tmp.path()).unwrap();
+    let mut a = log.appender().unwrap();
+    a.append(b"doomed").unwrap();
+    fs::remove_file(tmp.path().join(SEG0)).unwrap();
+    match log.flush() {
+        Err(e @ Error::SegmentRemoved { .. }) => assert!(e.to_string().contains("removed")),
+        other => panic!("flush: {other:?}"),
+    }
+    let err = loop {
+        if let Err(e) = a.append(&[1u8; 1000]) {
+            break e;
+        }
+    };
+    assert!(matches!(err, Error::SegmentRemoved { .. }), "{err:?}");
+    assert!(!tmp.path().join(SEG1).exists(), "a successor was created");
+}

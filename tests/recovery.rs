@@ -622,3 +622,88 @@ fn a_dirty_segment_older_than_the_newest_is_recovered() {
     assert_eq!(got.len(), 1 + n + 1);
     assert_eq!(got.last().unwrap().1, b"after");
 }
+
+/// Sets the sealed bit of segment `base`'s state word, leaving the rest.
+fn set_sealed_bit(dir: &Path, base: u64) {
+    let path = seg(dir, base);
+    let state = u64_at(&path, STATE) | 1;
+    write_at(&path, STATE, &state.to_le_bytes());
+}
+
+#[test]
+fn a_stale_sealed_bit_on_the_only_segment_is_repaired() {
+    // Issue 9, defect 3: bit 0 of the state word of a clean log's only
+    // segment. Appends used to go to a new successor while readers waited
+    // at segment 0's tail forever, with no end frame to follow.
+    let tmp = tempfile::tempdir().unwrap();
+    let end = base_log(tmp.path(), 5);
+    set_sealed_bit(tmp.path(), 0);
+
+    // A read-only reader reports the contradiction instead of hanging.
+    let ro = Log::open_read_only(tmp.path()).unwrap();
+    let mut r = ro.reader();
+    for _ in 0..5 {
+        r.try_next().unwrap().unwrap();
+    }
+    match r.try_next() {
+        Err(tidelog::Error::CorruptFrame { position, reason }) => {
+            assert_eq!(u64::from(position), end);
+            assert!(reason.contains("sealed"), "{reason}");
+        }
+        other => panic!("{:?}", other.map(|o| o.map(|r| r.to_vec()))),
+    }
+    drop(r);
+
+    // A writable open repairs it: the segment is not sealed and takes the
+    // appends.
+    let log = options().open(tmp.path()).unwrap();
+    assert!(log.recovery().ran, "{:?}", log.recovery());
+    assert!(
+        !seg(tmp.path(), 64 << 10).exists(),
+        "a successor was created"
+    );
+    let pos = log.appender().unwrap().append(b"after").unwrap();
+    assert_eq!(u64::from(pos), end);
+    let mut want = committed(5);
+    want.push(b"after".to_vec());
+    let got: Vec<_> = records(&log).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, want);
+    // The reader opened before the repair sees the record too.
+    assert_eq!(
+        &*ro.reader_at(pos).unwrap().try_next().unwrap().unwrap(),
+        b"after"
+    );
+    let got: Vec<_> = records(&ro).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_stale_sealed_bit_with_a_successor_already_there_is_repaired() {
+    // What the earlier code left behind: segment 0 marked sealed without an
+    // end frame, and an empty successor it created. Setting `checked` to 0
+    // (the old remedy) is not needed: the contradiction alone makes the
+    // next writable open seal segment 0 where its records end.
+    let tmp = tempfile::tempdir().unwrap();
+    base_log(tmp.path(), 5);
+    set_sealed_bit(tmp.path(), 0);
+    let header0 = read_at(&seg(tmp.path(), 0), 0, 4096);
+    let mut page = vec![0u8; 8192];
+    let h = tidelog::format::header::SegmentHeader::new(64 << 10, 64 << 10, 1, 1);
+    page[..64].copy_from_slice(&h.encode());
+    page[128..136].copy_from_slice(&4096u64.to_le_bytes());
+    page[256..264].copy_from_slice(&8192u64.to_le_bytes());
+    // Written in this boot, like segment 0.
+    page[528..544].copy_from_slice(&header0[528..544]);
+    fs::write(seg(tmp.path(), 64 << 10), &page).unwrap();
+
+    let log = options().open(tmp.path()).unwrap();
+    assert!(log.recovery().ran, "{:?}", log.recovery());
+    let pos = log.appender().unwrap().append(b"after").unwrap();
+    assert_eq!(u64::from(pos), (64 << 10) + 4096);
+    let mut want = committed(5);
+    want.push(b"after".to_vec());
+    for log in [log, Log::open_read_only(tmp.path()).unwrap()] {
+        let got: Vec<_> = records(&log).into_iter().map(|(_, b)| b).collect();
+        assert_eq!(got, want);
+    }
+}

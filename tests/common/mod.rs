@@ -157,3 +157,138 @@ pub fn mount_tmpfs(at: &Path, size: &str) -> bool {
 pub fn unmount(at: &Path) {
     run("umount", &["-l", at.to_str().unwrap()]);
 }
+
+/// A small ext4 file system in a file, mounted through a loop device at
+/// `mnt`; unmounted (which detaches the loop device) when dropped.
+pub struct Ext4 {
+    pub mnt: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        run("umount", &[self.mnt.to_str().unwrap()]);
+    }
+}
+
+/// Mounts a fresh ext4 of `mib` MiB, or says why it cannot and returns
+/// `None` (the caller prints that it skipped).
+pub fn mount_ext4(mib: u64) -> Result<Ext4, String> {
+    if !is_root() {
+        return Err("mounting an ext4 image needs root".into());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("fs.img");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(mib << 20).unwrap();
+    drop(f);
+    if !run("mkfs.ext4", &["-q", "-F", img.to_str().unwrap()]) {
+        return Err("mkfs.ext4 failed or is missing (Debian package e2fsprogs)".into());
+    }
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    if !run(
+        "mount",
+        &["-o", "loop", img.to_str().unwrap(), mnt.to_str().unwrap()],
+    ) {
+        return Err("mount -o loop failed (no loop devices or no CAP_SYS_ADMIN here?)".into());
+    }
+    Ok(Ext4 { mnt, _tmp: tmp })
+}
+
+/// Free bytes on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Where the kernel publishes the boot id tidelog compares with the one in
+/// each segment header.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Whether this machine lets a child believe the machine restarted: a
+/// private mount namespace with a file bound over the boot id (root and
+/// `unshare` from util-linux). `Err` says why not.
+pub fn can_fake_restart() -> Result<(), String> {
+    if !is_root() {
+        return Err("faking a restart needs root (a mount namespace and a bind mount)".into());
+    }
+    let probe = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &format!("mount --bind /dev/null {BOOT_ID_PATH}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match probe {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => Err("unshare -m with a bind mount over the boot id failed here".into()),
+        Err(_) => Err("unshare (util-linux) is missing".into()),
+    }
+}
+
+/// A boot id no real boot has, in the kernel's text form.
+pub fn fake_boot_id(seed: u64) -> String {
+    let mut r = Rng(seed ^ 0xB007);
+    let (a, b) = (r.next_u64(), r.next_u64());
+    let h = format!("{a:016x}{b:016x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// As [`spawn`], but the child runs in a private mount namespace where
+/// the kernel's boot id reads as the contents of `boot_file`: to tidelog
+/// in the child, the machine restarted since the log was written.
+/// Check [`can_fake_restart`] first.
+pub fn spawn_restarted(
+    entry: &str,
+    role: &str,
+    args: &[(&str, String)],
+    boot_file: &Path,
+) -> Child {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!("mount --bind \"$0\" {BOOT_ID_PATH} && exec \"$@\""),
+        boot_file.to_str().unwrap(),
+        std::env::current_exe().unwrap().to_str().unwrap(),
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE_VAR, role)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    for (k, v) in args {
+        cmd.env(format!("TIDELOG_TEST_{k}"), v);
+    }
+    cmd.spawn().expect("spawn child test process")
+}
