@@ -36,17 +36,26 @@
 //!   power loss after [`Log::flush`].
 //! - Readers see each published record once, in position order, and never
 //!   bytes that fail their CRC: damage is an [`Error`] carrying its position.
+//! - Record boundaries are proven by walking from known ones, never guessed
+//!   from bytes, so a payload cannot pose as records, whatever it holds.
 //! - A full disk is [`Error::NoSpace`], never `SIGBUS`: segment files are
 //!   grown with `fallocate` before any byte is written through the mapping.
-//! - Opening a log for writing after a crash cuts torn, unpublished frames
-//!   and keeps every record whose `append` returned `Ok`.
+//! - Opening a log for writing after a process crash cuts torn, unpublished
+//!   frames and keeps every record whose `append` returned `Ok`; after a
+//!   restart (a different kernel boot id), it keeps every flushed record
+//!   and cuts the log to a prefix that reads without error.
 //!
 //! The file format and the protocol are specified in `docs/FORMAT.md`.
 //!
 //! # Trust
 //! Like every memory-mapped store, tidelog assumes that only tidelog
-//! modifies the files of a log while they are mapped. Files damaged at rest
-//! (bit rot, truncation, a hostile copy) are detected and reported.
+//! modifies the files of a log while they are mapped: a segment truncated
+//! by another program kills the processes that map it with `SIGBUS` when
+//! they touch the lost pages, and a segment removed under a writer loses
+//! the records in it (the writer's next flush or rollover reports
+//! [`Error::SegmentRemoved`]). Files damaged at rest (bit rot, truncation,
+//! a hostile copy) are detected and reported; symbolic links and special
+//! files in a log directory are refused.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

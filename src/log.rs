@@ -289,13 +289,16 @@ impl Log {
     /// after one ([`Record::next_position`](crate::Record::next_position)),
     /// or [`end_position`](Self::end_position).
     ///
-    /// The position is checked on copies of the file (`pread`) before the
-    /// reader touches the mapping there. A published frame is checked by its
-    /// CRC, which covers the position. A position whose frame is not
-    /// published yet (an unwritten word below the tail) cannot be told from
-    /// a zero word inside some record: the reader then waits, looking only at
-    /// file copies and never unblocking, until a frame is published there,
-    /// and reports [`Error::InvalidPosition`] if what appears is not a frame.
+    /// The position is proven before anything is read there: the reader
+    /// starts at the highest proven boundary below it (a boundary the
+    /// segment's index records, one at most 1/768th of the segment's
+    /// capacity before it, or a watermark) and walks to it frame by frame,
+    /// handing out nothing on the way. A CRC that matches at the position
+    /// proves nothing by itself: a record's payload may hold a frame
+    /// checksummed for the position it sits at. If a frame before the
+    /// position is not published yet, the walk finishes once it is (the
+    /// reader's first [`try_next`](Reader::try_next) calls continue it);
+    /// if one is damaged, the reader reports that damage.
     ///
     /// # Errors
     /// [`Error::InvalidPosition`] for a position outside the log or not at a
@@ -332,8 +335,9 @@ impl Log {
             // (it only grows, by whole reservations).
             return Ok(Reader::new(Arc::clone(&self.inner), seg, off));
         }
-        // Prove it: walk from a boundary the index records, frame by frame.
-        let start = seg.index_floor(off);
+        // Prove it: walk from a proven boundary before it (one the index
+        // records, or a watermark), frame by frame.
+        let start = seg.proven_floor(off);
         let mut reader = Reader::new(Arc::clone(&self.inner), seg, start);
         reader.seek_to(pos)?;
         Ok(reader)
@@ -350,7 +354,7 @@ impl Log {
         for &base in bases.iter().rev() {
             if let Some(seg) = self.inner.segment(base)? {
                 let tail = seg.tail_word();
-                if tail > seg.data_limit() || seg.state() & STATE_SEALED != 0 {
+                if tail > seg.data_limit() {
                     // Full: the log continues at the next segment.
                     return Ok(Position::from(seg.next_base() + HEADER_LEN));
                 }

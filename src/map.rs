@@ -26,12 +26,12 @@
 //!    before the header is published.
 //! 3. A payload is read as `&[u8]` only after an acquire load of its header
 //!    word, at an offset known to be a frame boundary, showed a published
-//!    data frame. (Offsets a caller makes up are checked on `pread` copies
-//!    before the mapping is read there: see `Segment::probe_start`.)
-//!    Published frames are never written again by a writer or an
-//!    unblocker, so the shared borrow is not aliased by their writes. The
-//!    exception is damage: recovery zeroes the payload of a frame that fails
-//!    its CRC, which a reader in another process may be checksumming; see
+//!    data frame. Boundaries are proven by walking frames from known ones
+//!    (a segment's first frame, the tail, a watermark, an entry of the
+//!    boundary index); offsets a caller makes up are walked to the same way
+//!    before anything is read there. Published frames are never written
+//!    again by a writer or an unblocker, so the shared borrow is not
+//!    aliased by their writes. The exception is recovery's torn tail; see
 //!    the SAFETY comment in [`Mapping::slot`].
 //!
 //! The trust assumption that remains is the one every memory-mapped store
@@ -419,23 +419,26 @@ impl Mapping {
                     return Err(SlotError::Beyond { end: frame_end });
                 }
                 // SAFETY: callers pass frame boundaries only: offsets reached
-                // by walking frames from a segment's first frame, or checked
-                // on `pread` copies first (`Segment::probe_start`, the
-                // damage search). At a boundary, the load above (relaxed,
-                // then an acquire fence) saw a published data header, so the
-                // writer's payload stores happen-before this point (the
-                // publish CAS is a release). `start..end` is inside the
-                // mapping and inside the file (`frame_end <= readable_end`,
-                // which the caller keeps within the file's length).
-                // Published frames are never written again by a writer or an
-                // unblocker (module docs, point 3), so the shared borrow is
-                // not aliased by their writes. The one exception is a frame
-                // whose payload fails its CRC: recovery in another process
-                // zeroes such a payload (`Segment::neutralise`, word by word
-                // with atomic stores) while a read-only reader may be
-                // checksumming it. The reader can then see a mix of old and
-                // zeroed bytes; both fail the CRC, and `Reader` hands out
-                // no payload before its CRC has passed.
+                // by walking frames from a proven boundary (a segment's first
+                // frame, the tail, a watermark, a boundary-index entry; see
+                // `Reader::seek_to`, `Segment::walk_valid`). At a boundary,
+                // the load above (relaxed, then an acquire fence) saw a
+                // published data header, so the writer's payload stores
+                // happen-before this point (the publish CAS is a release).
+                // `start..end` is inside the mapping and inside the file
+                // (`frame_end <= readable_end`, which the caller keeps within
+                // the file's length). Published frames are never written
+                // again by a writer or an unblocker (module docs, point 3),
+                // so the shared borrow is not aliased by their writes. The
+                // one exception: recovery in another process zeroes every
+                // word past the end of the log it settles on (word by word,
+                // with atomic stores), and a read-only reader that got past
+                // that end before recovery ran (by skipping damage to a
+                // later proven boundary) may be checksumming a frame there.
+                // It can then see a mix of old and zeroed bytes, which fails
+                // the CRC, and `Reader` hands out no payload before its CRC
+                // has passed; a payload already handed out stays mapped (the
+                // file is never shrunk), its bytes merely zeroed.
                 let payload = unsafe {
                     std::slice::from_raw_parts(self.raw.as_ptr().add(start), end - start)
                 };

@@ -504,6 +504,21 @@ impl Segment {
         HEADER_LEN
     }
 
+    /// The highest proven boundary at or below `off` for a reader: the
+    /// index's (see [`index_floor`](Self::index_floor)), or the `checked`
+    /// or `flushed` watermark (each was once the tail), whichever is
+    /// higher.
+    pub(crate) fn proven_floor(&self, off: u64) -> u64 {
+        let tail = self.reserved_end();
+        let mut best = self.index_floor(off);
+        for w in [self.checked(), self.flushed()] {
+            if w > best && w <= off && w <= tail && w.is_multiple_of(FRAME_HEADER_LEN) {
+                best = w;
+            }
+        }
+        best
+    }
+
     /// The lowest boundary above `off` and at or below `limit` that the
     /// index records: where a reader or recovery resumes after damage at
     /// `off`, without taking any bytes in between for a frame.
@@ -760,7 +775,9 @@ impl Segment {
         let file_len = self.file_len()?;
         let cap = self.header.capacity;
         let base = self.base();
-        let scan_end = file_len.min(cap);
+        // Frames start and end on 8-byte boundaries: a file whose length is
+        // not a multiple of 8 (cut short) ends in part of a word.
+        let scan_end = file_len.min(cap) & !(FRAME_HEADER_LEN - 1);
         let raw_tail = self.tail_word();
         let tail_plausible = raw_tail >= HEADER_LEN
             && raw_tail.is_multiple_of(FRAME_HEADER_LEN)
@@ -859,11 +876,14 @@ impl Segment {
                 },
             }
         }
-        if give_up {
+        if give_up && tail_plausible {
             // Damage with no proven boundary after it below the tail: keep
             // everything up to the tail for readers to report, rather than
             // cut records we cannot prove. The holes found before it are
             // dead writers'; `checked` will say that none is left below it.
+            // (With a tail no writer could have left, nothing says where
+            // reservations end: what follows the last valid frame is cut as
+            // the torn tail.)
             rec.damaged += 1;
             rec.end = rec.end.max(hole_end);
             self.commit_pending(&mut holes, &mut damage, &mut rec);

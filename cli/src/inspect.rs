@@ -111,7 +111,7 @@ pub fn verify(dir: &Path) -> Result<ExitCode> {
                 let from = reader.position();
                 let to = reader.skip_damaged()?;
                 if to == from {
-                    println!("damaged: {e}; nothing valid after it");
+                    println!("damaged: {e}; no proven record boundary after it");
                     break;
                 }
                 println!("damaged: {e}; skipped to {to}");

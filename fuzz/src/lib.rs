@@ -134,19 +134,80 @@ fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
     (body, tail)
 }
 
+/// The header words of a `recover` image beyond the tail and `checked`:
+/// given by an optional trailer (see [`recover`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct HeaderClaims {
+    /// Written in another boot: recovery applies the rules of a restart.
+    restart: bool,
+    /// The sealed bit is set in the state word.
+    sealed: bool,
+    /// The durable watermark claims the tail.
+    flushed: bool,
+    /// The `grown` hint claims the whole capacity.
+    grown_all: bool,
+    /// The static header claims a capacity of 1 TiB.
+    huge: bool,
+}
+
+impl HeaderClaims {
+    fn from_byte(b: u8) -> Self {
+        Self {
+            restart: b & 1 != 0,
+            sealed: b & 2 != 0,
+            flushed: b & 4 != 0,
+            grown_all: b & 8 != 0,
+            huge: b & 16 != 0,
+        }
+    }
+}
+
+/// The boot id of this boot as the header stores it, or zeros.
+fn this_boot() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(s) = fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        let hex: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+        if hex.len() == 32 {
+            for (i, b) in id.iter_mut().enumerate() {
+                let pair = std::str::from_utf8(&hex[2 * i..2 * i + 2]).unwrap_or("00");
+                *b = u8::from_str_radix(pair, 16).unwrap_or(0);
+            }
+        }
+    }
+    id
+}
+
 /// Writes a one-segment log whose segment has `body` after its header.
-fn write_image(dir: &Path, body: &[u8], tail: u64, file_len: u64, claims_checked: bool) -> PathBuf {
+fn write_image(
+    dir: &Path,
+    body: &[u8],
+    tail: u64,
+    file_len: u64,
+    claims_checked: bool,
+    claims: HeaderClaims,
+) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let path = dir.join(format!("{:016x}.tlog", 0));
+    let capacity = if claims.huge { 1 << 40 } else { CAPACITY };
     let mut page = vec![0u8; HEADER_LEN as usize];
-    page[..64].copy_from_slice(&SegmentHeader::new(CAPACITY, 0, 0, 1).encode());
+    page[..64].copy_from_slice(&SegmentHeader::new(capacity, 0, 0, 1).encode());
     page[128..136].copy_from_slice(&tail.to_le_bytes());
-    page[256..264].copy_from_slice(&file_len.to_le_bytes());
+    let grown = if claims.grown_all { capacity } else { file_len };
+    page[256..264].copy_from_slice(&grown.to_le_bytes());
     // `checked`: the image may claim that every frame below the tail was
     // verified (a lie when it holds holes or damage; recovery and the
     // unblocker must cope either way).
     if claims_checked {
         page[520..528].copy_from_slice(&tail.to_le_bytes());
+    }
+    if claims.sealed {
+        page[512..520].copy_from_slice(&1u64.to_le_bytes());
+    }
+    if claims.flushed {
+        page[640..648].copy_from_slice(&tail.to_le_bytes());
+    }
+    if !claims.restart {
+        page[528..544].copy_from_slice(&this_boot());
     }
     let f = fs::File::create(&path).unwrap();
     f.write_all_at(&page, 0).unwrap();
@@ -209,14 +270,27 @@ fn drain(
 
 /// An arbitrary segment image, opened read-only, then recovered and read.
 ///
+/// Input: a mode byte, then the segment body (raw, or a script when bit 7
+/// of the mode is set), then optionally a trailer of two bytes, `claims`
+/// and `0xB0`, whose bits set more header words (see [`HeaderClaims`]):
+/// written in another boot, sealed, a durable watermark at the tail, a
+/// `grown` hint at the capacity, a 1 TiB capacity.
+///
 /// Properties: no panic, no signal, no hang; every delivered record passes
 /// its CRC and matches the file; what a read-only reader delivers before
 /// any damage survives recovery unchanged; the log accepts appends
-/// afterwards and an appended record stays readable at its position; and,
-/// unless the header claims a `checked` watermark (which recovery trusts),
-/// recovery is idempotent and the appended record is the last one a reader
-/// walking the log delivers.
+/// afterwards and an appended record stays readable at its position;
+/// opening never grows the file past what its frames need plus a page (a
+/// header's claims never decide how much to allocate); after the rules of
+/// a restart the log reads from start to end without an error; and, unless
+/// the header claims a `checked` watermark on this boot (which recovery
+/// trusts), recovery is idempotent and the appended record is the last one
+/// a reader walking the log delivers.
 pub fn recover(data: &[u8]) {
+    let (data, claims) = match data {
+        [rest @ .., flags, 0xB0] if !rest.is_empty() => (rest, HeaderClaims::from_byte(*flags)),
+        _ => (data, HeaderClaims::default()),
+    };
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
@@ -249,7 +323,7 @@ pub fn recover(data: &[u8]) {
     let claims_checked = mode & 0x20 != 0;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let path = write_image(&dir, &body, tail, file_len, claims_checked);
+    let path = write_image(&dir, &body, tail, file_len, claims_checked, claims);
 
     let ro = Log::open_read_only(&dir).unwrap();
     let (before, damaged_before) = drain(&mut ro.reader(), Some(&path), 100_000);
@@ -260,7 +334,23 @@ pub fn recover(data: &[u8]) {
         Err(Error::NoSpace { .. }) => return,
         Err(e) => panic!("recovery failed: {e}"),
     };
-    let (after, _) = drain(&mut log.reader(), Some(&path), 100_000);
+    let grown_to = fs::metadata(&path).unwrap().len();
+    assert!(
+        grown_to
+            <= file_len
+                .max(HEADER_LEN + body.len() as u64 + 8)
+                .next_multiple_of(4096),
+        "opening grew the file from {file_len} to {grown_to}"
+    );
+    let (after, damaged_after) = drain(&mut log.reader(), Some(&path), 100_000);
+    if claims.restart {
+        // After a restart what survives is a prefix that reads cleanly.
+        assert_eq!(
+            damaged_after, 0,
+            "damage left after recovery from a restart"
+        );
+        assert!(log.recovery().after_restart);
+    }
     if damaged_before == 0 {
         // Everything readable before recovery is still there.
         assert!(after.len() >= before.len(), "recovery lost records");
@@ -274,15 +364,25 @@ pub fn recover(data: &[u8]) {
     let pos = appender.append(b"after recovery").unwrap();
     drop(appender);
     drop(log);
-
     let log = options().open(&dir).unwrap();
     // Whatever the image held, the acknowledged record is at its position.
-    let mut at = log.reader_at(pos).unwrap();
-    assert_eq!(
-        at.try_next().unwrap().map(|r| (r.position(), r.to_vec())),
-        Some((pos, b"after recovery".to_vec()))
-    );
-    if claims_checked {
+    // A header that lies about the `checked` watermark on this boot is
+    // trusted (docs/FORMAT.md, "Trust"); damage it hid, or a frame it hid
+    // that the record was appended inside, may then stand between every
+    // proven boundary and the record, and `reader_at` says so instead of
+    // guessing, but it never hands out another record.
+    let lied = claims_checked && !claims.restart;
+    match log
+        .reader_at(pos)
+        .map(|mut at| at.try_next().map(|o| o.map(|r| (r.position(), r.to_vec()))))
+    {
+        Ok(Ok(found)) => assert_eq!(found, Some((pos, b"after recovery".to_vec()))),
+        Ok(Err(e)) | Err(e) => assert!(
+            lied && (e.is_corruption() || matches!(e, Error::InvalidPosition { .. })),
+            "reader_at({pos}): {e}"
+        ),
+    }
+    if lied {
         // The watermark is trusted (docs/FORMAT.md, "Trust"): an image whose
         // header lies about it, with frames below it unfinished or crossing
         // it, is not re-read, and a reader walking from the start may report
@@ -322,6 +422,10 @@ pub enum Op {
     /// Continue from a copy of the files taken as they are now, as if the
     /// writer had been killed; `torn` adds a half-written frame at the tail.
     Crash { torn: Option<u16> },
+    /// As `Crash`, but as if the machine restarted too: the copy's segments
+    /// name another boot, so recovery applies the rules of a restart. The
+    /// copy holds every page, so nothing acknowledged may be lost.
+    Restart { torn: Option<u16> },
     /// Flush to disk.
     Flush,
 }
@@ -483,7 +587,8 @@ pub fn ops(data: &[u8]) {
                 h.reset_reader();
                 h.check_all();
             }
-            Op::Crash { torn } => {
+            Op::Crash { torn } | Op::Restart { torn } => {
+                let restart = matches!(op, Op::Restart { .. });
                 let from = h.dir();
                 h.generation += 1;
                 let to = h.dir();
@@ -519,11 +624,21 @@ pub fn ops(data: &[u8]) {
                         f.write_all_at(&flen_end.to_le_bytes(), 128).unwrap();
                     }
                 }
+                if restart {
+                    for e in fs::read_dir(&to).unwrap() {
+                        let p = e.unwrap().path();
+                        if p.extension().is_some_and(|x| x == "tlog") {
+                            let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+                            f.write_all_at(&[0x5A; 16], 528).unwrap();
+                        }
+                    }
+                }
                 drop(appender);
                 h.reader = None;
                 drop(h.log.take());
                 h.log = Some(options().open(&to).unwrap());
                 assert_eq!(h.log().recovery().damaged_frames, 0);
+                assert_eq!(h.log().recovery().after_restart, restart);
                 appender = h.log().appender().unwrap();
                 h.reset_reader();
                 h.check_all();
@@ -580,6 +695,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "seed-truncated".to_owned(),
         h.encode()[..30].to_vec(),
     ));
+    // The largest capacity a header may claim.
+    let huge = SegmentHeader::new(1 << 40, 0, 0, 1);
+    out.push(("header", "seed-1tib".to_owned(), huge.encode().to_vec()));
 
     // recover: scripts (mode bit 7) and raw bodies cut from real logs.
     let scripts: [(&str, Vec<u8>); 4] = [
@@ -619,9 +737,61 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push(("recover", "seed-raw-clean".to_owned(), raw.clone()));
     raw[0] = 0x05; // tail past the body: a reservation nobody wrote
     out.push(("recover", "seed-raw-reserved".to_owned(), raw.clone()));
+    // Header claims (the trailer): written in another boot, with and
+    // without a durable watermark; a stale sealed bit on this boot; a
+    // hostile header claiming 1 TiB, sealed, grown to the capacity.
+    for (name, claims) in [
+        ("seed-raw-restart", 0x01u8),
+        ("seed-raw-restart-flushed", 0x05),
+        ("seed-raw-stale-sealed", 0x02),
+        ("seed-raw-hostile-huge", 0x1A),
+    ] {
+        let mut r = raw.clone();
+        r.extend_from_slice(&[claims, 0xB0]);
+        out.push(("recover", name.to_owned(), r));
+    }
     raw[0] = 0x40; // file cut at the end of the body
     raw.truncate(raw.len() - 37);
     out.push(("recover", "seed-raw-cut".to_owned(), raw));
+    let mut hole = vec![0x80, 0, 10, 0, 4, 0, 64, 0, 0, 20, 0];
+    hole.extend_from_slice(&[0x01, 0xB0]);
+    out.push(("recover", "seed-script-hole-restart".to_owned(), hole));
+
+    // A record whose payload holds a data frame checksummed for its own
+    // position, then valid 8-byte padding frames to its end; and the same
+    // with a bit of the record's length flipped, which points it into them.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let outer = {
+        let log = options().open(&dir).unwrap();
+        let mut a = log.appender().unwrap();
+        a.append(b"before").unwrap();
+        let mut r = a.reserve(200).unwrap();
+        let outer = r.position().get();
+        r.fill(0xAB);
+        let mut forged = Vec::new();
+        frame::encode_data(outer + 8 + 16, b"smuggled", &mut forged);
+        r[16..16 + forged.len()].copy_from_slice(&forged);
+        let mut j = 16 + forged.len();
+        while j + 8 <= 200 {
+            r[j..j + 8]
+                .copy_from_slice(&frame::padding_word(outer + 8 + j as u64, 0).to_le_bytes());
+            j += 8;
+        }
+        r.commit().unwrap();
+        for i in 0..20u32 {
+            a.append(&i.to_le_bytes()).unwrap();
+        }
+        outer
+    };
+    let image = fs::read(dir.join(format!("{:016x}.tlog", 0))).unwrap();
+    let used = u64::from_le_bytes(image[128..136].try_into().unwrap()) as usize;
+    let mut smuggled = vec![0x00];
+    smuggled.extend_from_slice(&image[HEADER_LEN as usize..used]);
+    out.push(("recover", "seed-raw-smuggled".to_owned(), smuggled.clone()));
+    // Byte 0 of the outer frame's header is the low byte of its length.
+    smuggled[1 + (outer - HEADER_LEN) as usize] ^= 0x10;
+    out.push(("recover", "seed-raw-smuggled-flipped".to_owned(), smuggled));
 
     // ops: byte strings that decode to mixed operation sequences.
     let mut x = 0x1234_5678_9abc_def0u64;
