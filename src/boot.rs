@@ -21,17 +21,23 @@ pub(crate) const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 pub(crate) struct BootId(pub(crate) [u64; 2]);
 
 impl BootId {
-    /// The id of no boot: segments stamped with it, and a machine whose
-    /// boot id cannot be read, get the rules for a restart.
+    /// The id of no boot: segments stamped with it (never by a writer: a
+    /// writable open fails if the boot id cannot be read) get the rules
+    /// for a restart.
     pub(crate) const UNKNOWN: BootId = BootId([0, 0]);
 
-    /// The current boot's id, read now; [`UNKNOWN`](Self::UNKNOWN) if the
-    /// file cannot be read or parsed.
-    pub(crate) fn current() -> BootId {
-        std::fs::read_to_string(BOOT_ID_PATH)
-            .ok()
-            .and_then(|s| Self::parse(&s))
-            .unwrap_or(Self::UNKNOWN)
+    /// The current boot's id, read now.
+    ///
+    /// # Errors
+    /// The file cannot be read, or does not hold a boot id.
+    pub(crate) fn current() -> std::io::Result<BootId> {
+        let text = std::fs::read_to_string(BOOT_ID_PATH)?;
+        Self::parse(&text).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a boot id (32 hex digits)",
+            )
+        })
     }
 
     /// Parses the kernel's text form: 32 hex digits, dashes anywhere,
@@ -105,6 +111,8 @@ mod tests {
     #[test]
     fn this_machine_has_one() {
         // Linux always has the file; the id is stable within a boot.
-        assert_eq!(BootId::current(), BootId::current());
+        let id = BootId::current().unwrap();
+        assert!(id.is_known());
+        assert_eq!(id, BootId::current().unwrap());
     }
 }

@@ -77,10 +77,13 @@ pub struct RecoveryReport {
     /// Holes left by writers that died between reserving and publishing,
     /// turned into padding.
     pub holes_padded: u64,
-    /// Bytes of torn, unpublished frames cut from the tail: the reserved
-    /// space past the last valid frame. (When the tail word itself was
-    /// damaged, so that nothing says what was reserved: the non-zero bytes
-    /// zeroed past the last valid frame.)
+    /// Bytes of torn, unpublished frames at the end of the log: reserved
+    /// space past the last valid frame. On the boot that wrote them they
+    /// are padded over, so that the end of the log (and every position a
+    /// reader holds) does not move back; after a restart they are cut.
+    /// (When the tail word itself was damaged, or after a restart, so that
+    /// nothing trusted says what was reserved: the non-zero bytes zeroed
+    /// past the end of the log.)
     pub bytes_cut: u64,
     /// Damaged frames left in place between valid ones; readers report them
     /// as errors at their positions.
@@ -425,6 +428,10 @@ impl Log {
     /// watermarks and cuts the log at the first frame after them that it
     /// cannot prove, so what survives is a prefix of the log.
     ///
+    /// Commit or drop this thread's open [`Reservation`](crate::Reservation)s
+    /// first: the flush waits for them like for any writer's, and after the
+    /// unblock timeout pads them over (their `commit` then appends again).
+    ///
     /// # Errors
     /// I/O errors from `msync` or `fsync`; [`Error::SegmentRemoved`] if
     /// another program removed a segment this process appends to (its
@@ -548,7 +555,11 @@ impl Inner {
         let writable = writer.is_some();
         let (liveness, recovery, boot) = match writer {
             Some(w) => (Some(w.liveness), w.recovery, w.boot),
-            None => (None, RecoveryReport::default(), BootId::current()),
+            None => (
+                None,
+                RecoveryReport::default(),
+                BootId::current().unwrap_or(BootId::UNKNOWN),
+            ),
         };
         let mut segments = BTreeMap::new();
         segments.insert(oldest.base(), Arc::downgrade(&oldest));
@@ -570,6 +581,10 @@ impl Inner {
     }
 
     fn open_writable(dir: LogDir, opts: Resolved) -> Result<Inner> {
+        // Without it a process crash could not be told from a restart, and
+        // recovery after a crash would cut acknowledged records.
+        let boot = BootId::current()
+            .map_err(|e| Error::io("read the kernel's boot id", crate::boot::BOOT_ID_PATH, e))?;
         let open_lock = open_lock_file(&dir, OPEN_LOCK, opts.file_mode)?;
         open_lock
             .lock_exclusive()
@@ -580,7 +595,6 @@ impl Inner {
             Err(e) if would_block(&e) => false,
             Err(e) => return Err(Error::io("lock", dir.join(WRITERS_LOCK), e)),
         };
-        let boot = BootId::current();
         let result = Self::open_segments(&dir, &opts, alone, boot);
         if result.is_ok() {
             let others = if alone {

@@ -120,12 +120,18 @@ impl<M: Borrow<Mapping>> Claim<M> {
         // frame lies inside the mapping and past the header page. The tail
         // fetch-add gave those bytes to one appender, and the CAS from zero
         // can be won once (no tidelog code ever stores zero into a header
-        // word below a live tail), so no other claim covers them. Readers
-        // only form references to payloads behind published headers, and the
-        // unblocker never reads past an in-progress header, so nothing else
-        // reads or writes these bytes while the `&mut` borrow of `self`
-        // lives. The file covers them: appenders grow the file before they
-        // claim (a violation would be SIGBUS, not memory unsafety).
+        // word below a live tail; recovery, which zeroes words, runs only
+        // while no writer is alive), so no other claim covers them. Readers
+        // only form references to payloads behind published headers at
+        // proven boundaries, and the unblocker never reads past an
+        // in-progress header, so nothing else reads or writes these bytes
+        // while the `&mut` borrow of `self` lives. (The one way a reader can
+        // stand at a stale boundary is the exception described at
+        // `Mapping::slot`: a read-only reader that outlived a restart's
+        // recovery; it reads atomically at its position, and a payload it
+        // might then checksum while we write it fails its CRC.) The file
+        // covers them: appenders grow the file before they claim (a
+        // violation would be SIGBUS, not memory unsafety).
         unsafe {
             std::slice::from_raw_parts_mut(
                 self.map.borrow().raw.as_mut_ptr().add(self.off + 8),
@@ -221,8 +227,10 @@ impl Mapping {
         // library defines on read-only memory. Every store and
         // read-modify-write goes through `cas_word` or `zero_words`, which
         // refuse read-only mappings, or through `header_u64`/`header_u32`,
-        // which only appenders, recovery and unblockers (all of which exist
-        // only for logs opened for writing) call, and which assert it.
+        // which only appenders, recovery, unblockers and parking readers of
+        // writable logs call (each call site checks the mapping is writable
+        // or runs only for a log opened for writing; debug builds assert
+        // it in `header_u64`/`header_u32`).
         Some(unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u64>()) })
     }
 
@@ -421,7 +429,7 @@ impl Mapping {
                 // SAFETY: callers pass frame boundaries only: offsets reached
                 // by walking frames from a proven boundary (a segment's first
                 // frame, the tail, a watermark, a boundary-index entry; see
-                // `Reader::seek_to`, `Segment::walk_valid`). At a boundary,
+                // `Reader::seek_to`, `Segment::walks_to`). At a boundary,
                 // the load above (relaxed, then an acquire fence) saw a
                 // published data header, so the writer's payload stores
                 // happen-before this point (the publish CAS is a release).
@@ -429,16 +437,21 @@ impl Mapping {
                 // (`frame_end <= readable_end`, which the caller keeps within
                 // the file's length). Published frames are never written
                 // again by a writer or an unblocker (module docs, point 3),
-                // so the shared borrow is not aliased by their writes. The
-                // one exception: recovery in another process zeroes every
-                // word past the end of the log it settles on (word by word,
-                // with atomic stores), and a read-only reader that got past
-                // that end before recovery ran (by skipping damage to a
-                // later proven boundary) may be checksumming a frame there.
-                // It can then see a mix of old and zeroed bytes, which fails
-                // the CRC, and `Reader` hands out no payload before its CRC
-                // has passed; a payload already handed out stays mapped (the
-                // file is never shrunk), its bytes merely zeroed.
+                // so the shared borrow is not aliased by their writes. On
+                // the boot that wrote a segment, recovery never moves the end
+                // of the log back below the tail (it pads torn frames), so
+                // every boundary a reader holds stays one. The one exception
+                // is recovery after a restart: it cuts the log at the first
+                // frame it cannot prove, zeroes everything after (word by
+                // word, atomic stores), and later appends reuse that space.
+                // A read-only reader that opened the log on the new boot
+                // before that recovery ran, and got past the cut, may then
+                // stand inside a new frame, and may be checksumming a frame
+                // while it is zeroed or rewritten. It sees a mix of bytes
+                // that fails the CRC (the CRC covers the position), and
+                // `Reader` hands out no payload before its CRC has passed; a
+                // payload handed out before stays mapped (files are never
+                // shrunk), only its bytes change.
                 let payload = unsafe {
                     std::slice::from_raw_parts(self.raw.as_ptr().add(start), end - start)
                 };
@@ -614,14 +627,15 @@ pub(crate) fn page_size() -> u64 {
 
 /// Opens `name`, a single path component, relative to the directory `dir`
 /// (`openat(2)`), never following a symbolic link in that last component
-/// (`O_NOFOLLOW`: a symlink fails with `ELOOP`) and never blocking in
-/// `open` itself (`O_NONBLOCK`: a FIFO without a writer opens at once
-/// instead of hanging). The descriptor is close-on-exec. `flags` adds the
+/// (`O_NOFOLLOW`: a symlink fails with `ELOOP`), never blocking in `open`
+/// itself (`O_NONBLOCK`: a FIFO without a writer opens at once instead of
+/// hanging), and never acquiring a controlling terminal (`O_NOCTTY`). The
+/// descriptor is close-on-exec. `flags` adds the
 /// access mode and creation flags; `mode` is used when the file is created.
 pub(crate) fn open_at(dir: &File, name: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     let name = component(name)?;
-    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     loop {
         // SAFETY: `dir` is an open descriptor for as long as it is borrowed;
         // `name` is a NUL-terminated string that outlives the call; the

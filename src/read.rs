@@ -282,6 +282,9 @@ impl Reader {
         if let Some(q) = self.seg.next_proven(self.off) {
             self.off = q;
             self.blocked = None;
+            // A position being walked to (`Log::reader_at`) that the skip
+            // passed cannot be proven: the reader goes on from here.
+            self.seek = None;
         }
         Ok(self.position())
     }
@@ -405,6 +408,13 @@ impl Reader {
                             position: Position::from(pos),
                             reason: "end-of-segment marker in a segment that is not full",
                         });
+                    }
+                    if self.stop_at.is_some() {
+                        // A walk to a fixed end (a flush) is over with this
+                        // segment: it must not wait for a successor that a
+                        // failed rollover may never create.
+                        self.off = self.seg.capacity();
+                        return Ok(Step::Pending);
                     }
                     if !self.follow()? {
                         return Ok(Step::Pending);

@@ -876,25 +876,45 @@ impl Segment {
                 },
             }
         }
-        if give_up && tail_plausible {
-            // Damage with no proven boundary after it below the tail: keep
-            // everything up to the tail for readers to report, rather than
-            // cut records we cannot prove. The holes found before it are
-            // dead writers'; `checked` will say that none is left below it.
-            // (With a tail no writer could have left, nothing says where
-            // reservations end: what follows the last valid frame is cut as
-            // the torn tail.)
-            rec.damaged += 1;
-            rec.end = rec.end.max(hole_end);
+        if !restart && tail_plausible && !rec.sealed {
+            // On the boot that wrote it, the end of the log never moves back
+            // below the tail: a reader in another process may stand at any
+            // boundary up to it (at the position `end_position` gave it, or
+            // waiting at a dead writer's hole), and appends placed there
+            // again at other boundaries would put it inside a record. So
+            // what lies between the last valid frame and the tail is padded
+            // over, not cut: the holes and damage found (valid frames or the
+            // tail follow them), then the torn frames after them.
+            let pending_end = holes
+                .iter()
+                .chain(damage.iter())
+                .map(|&(_, end)| end)
+                .max()
+                .unwrap_or(0);
             self.commit_pending(&mut holes, &mut damage, &mut rec);
+            if give_up {
+                // Damage with no proven boundary after it below the tail:
+                // kept as it is, up to the tail, for readers to report and
+                // skip, rather than cut or overwritten.
+                rec.damaged += 1;
+                rec.end = rec.end.max(hole_end);
+            } else {
+                rec.end = rec.end.max(pending_end);
+                if rec.end < hole_end {
+                    // Torn frames: reserved and never (or not completely)
+                    // written.
+                    rec.bytes_cut = hole_end - rec.end;
+                    self.pad(rec.end, hole_end);
+                    rec.end = hole_end;
+                }
+            }
         }
+        // Otherwise (after a restart, or with a tail no writer could have
+        // left, which says nothing about where reservations end), whatever
+        // follows the last valid frame is the torn tail, cut below.
         if !rec.sealed && rec.end + FRAME_HEADER_LEN > cap {
             // Padded up to the very end: no room, and no need, for a marker.
             rec.sealed = true;
-        }
-        if !rec.sealed && tail_plausible && !restart {
-            // Reserved space past the last valid frame.
-            rec.bytes_cut = hole_end.saturating_sub(rec.end);
         }
         if !last && !rec.sealed {
             if restart {
@@ -966,40 +986,41 @@ impl Segment {
         if w <= HEADER_LEN || w > scan_end || !w.is_multiple_of(FRAME_HEADER_LEN) {
             return HEADER_LEN;
         }
-        if tail == Some(w) || self.walk_valid(self.index_floor(w), w, scan_end) == w {
+        if tail == Some(w) || self.walks_to(self.index_floor(w), w, scan_end) {
             w
         } else {
             HEADER_LEN
         }
     }
 
-    /// Walks valid frames (data with a matching CRC, padding) from the
-    /// boundary `from` while they start below `to` and end within
-    /// `scan_end` (at most the file's length); returns where it stopped.
-    /// Only for recovery, while no writer is alive.
-    fn walk_valid(&self, from: u64, to: u64, scan_end: u64) -> u64 {
+    /// Whether a walk from the boundary `from` lands exactly on `to`:
+    /// through valid frames (data with a matching CRC, padding), and over
+    /// anything else (damage at rest below a watermark, which must not
+    /// cost the records after it) to the next boundary the index records,
+    /// or to `to` itself. Ends within `scan_end` (at most the file's
+    /// length). Only for recovery, while no writer is alive.
+    fn walks_to(&self, from: u64, to: u64, scan_end: u64) -> bool {
         let mut off = from;
         while off < to && off + FRAME_HEADER_LEN <= scan_end {
             let pos = self.base() + off;
-            let next = match self.map.slot(off as usize, pos, scan_end as usize) {
+            let valid_end = match self.map.slot(off as usize, pos, scan_end as usize) {
                 Ok(Slot::Data { crc, payload }) => {
                     let end = off + frame::frame_len(payload.len() as u32);
-                    if end > self.data_limit()
-                        || frame::check_data(pos, payload.len() as u32, crc, payload).is_err()
-                    {
-                        break;
-                    }
-                    end
+                    (end <= self.data_limit()
+                        && frame::check_data(pos, payload.len() as u32, crc, payload).is_ok())
+                    .then_some(end)
                 }
-                Ok(Slot::Control(Header::Padding { len })) => off + frame::frame_len(len),
-                _ => break,
+                Ok(Slot::Control(Header::Padding { len })) => {
+                    Some(off + frame::frame_len(len)).filter(|&e| e <= self.header.capacity)
+                }
+                _ => None,
             };
-            if next > self.header.capacity {
-                break;
-            }
-            off = next;
+            off = match valid_end {
+                Some(end) => end,
+                None => self.index_after(off, to).unwrap_or(to),
+            };
         }
-        off
+        off == to
     }
 
     /// Grows the file to cover `end`, by a page at most: for recovery,
