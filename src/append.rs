@@ -26,11 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::format::frame;
-use crate::format::header::{STATE_DIRTY, STATE_SEALED};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
-use crate::log::Inner;
-use crate::map::{Claim, Mapping};
 use crate::segment::Segment;
+use crate::store::Store;
+use crate::sys::map::{Claim, Mapping};
 use crate::{Error, Position, Result};
 
 /// Pages are pre-faulted for writing this many bytes at a time.
@@ -53,7 +52,7 @@ const PRETOUCH_CHUNK: u64 = 16 << 10;
 /// many append concurrently without locks.
 #[derive(Debug)]
 pub struct Appender {
-    log: Arc<Inner>,
+    log: Arc<Store>,
     seg: Arc<Segment>,
     /// File length known to cover appends in `seg` (a private cache of the
     /// segment's, to skip its atomic on the common path).
@@ -67,7 +66,7 @@ pub struct Appender {
 }
 
 impl Appender {
-    pub(crate) fn new(log: Arc<Inner>) -> Self {
+    pub(crate) fn new(log: Arc<Store>) -> Self {
         let seg = log.active();
         Self {
             log,
@@ -82,7 +81,7 @@ impl Appender {
     #[inline]
     fn check_leaked_reservation(&mut self) {
         if *self.reserving.get_mut() {
-            self.seg.set_state(STATE_DIRTY);
+            self.seg.shared().mark_dirty();
             *self.reserving.get_mut() = false;
         }
     }
@@ -113,11 +112,11 @@ impl Appender {
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
         let len = self.check_len(payload.len())?;
         self.claim_loop(frame::frame_len(len), |seg, off| {
-            let mut claim = seg.map().claim(off as usize, len).ok()?;
+            let mut claim = seg.shared().claim(off, len)?;
             claim.payload_mut().copy_from_slice(payload);
             let position = seg.base() + off;
             claim.publish(frame::data_word(position, payload)).ok()?;
-            seg.wake_readers();
+            seg.shared().wake_readers();
             Some(Position::from(position))
         })
     }
@@ -154,7 +153,7 @@ impl Appender {
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
         let (claim, position) = self.claim_loop(frame::frame_len(len32), |seg, off| {
-            let claim = seg.shared_map().claim_owned(off as usize, len32).ok()?;
+            let claim = seg.shared().claim_owned(off, len32)?;
             Some((claim, seg.base() + off))
         })?;
         *self.reserving.get_mut() = true;
@@ -282,7 +281,11 @@ impl Appender {
                     max: (seg.data_limit() - HEADER_LEN - FRAME_HEADER_LEN) as usize,
                 });
             }
-            let off = seg.tail().fetch_add(flen, Ordering::Relaxed);
+            let Some(off) = seg.shared().reserve(flen) else {
+                return Err(Error::ReadOnly {
+                    path: self.log.dir.path().to_owned(),
+                });
+            };
             let end = match off.checked_add(flen) {
                 Some(end) if end <= seg.data_limit() => end,
                 _ => {
@@ -292,7 +295,7 @@ impl Appender {
             };
             if off < HEADER_LEN || !off.is_multiple_of(FRAME_HEADER_LEN) {
                 // Only a damaged tail word gets here; recovery repairs it.
-                seg.set_state(STATE_DIRTY);
+                seg.shared().mark_dirty();
                 return Err(Error::CorruptFrame {
                     position: Position::from(seg.base().saturating_add(off)),
                     reason: "the segment's tail word is not at a frame boundary",
@@ -302,7 +305,7 @@ impl Appender {
             // this reservation (published, or padded over with the same
             // extent, or as 8-byte frames): record it for the marks the
             // reservation covers.
-            seg.index_note(off, end);
+            seg.shared().index_note(off, end);
             if end > self.covered {
                 match seg.prepare_write(off, end, self.log.opts.grow_step, PREFAULT_CHUNK) {
                     Ok(covered) => self.covered = covered,
@@ -327,15 +330,14 @@ impl Appender {
     fn abandon(&self, off: u64, flen: u64) {
         let seg = &self.seg;
         let step = crate::format::PAGE;
-        if seg.ensure_len(off + FRAME_HEADER_LEN, step).is_ok() {
-            // `flen` is at most a batch (well under the padding limit).
-            let word = frame::padding_word(seg.base() + off, (flen - 8) as u32);
-            if seg.map().cas_word(off as usize, 0, word).is_ok() {
-                seg.wake_readers();
-                return;
-            }
+        // `flen` is at most a batch (well under the padding limit).
+        if seg.ensure_len(off + FRAME_HEADER_LEN, step).is_ok()
+            && seg.shared().pad_reservation(off, flen)
+        {
+            seg.shared().wake_readers();
+            return;
         }
-        seg.set_state(STATE_DIRTY);
+        seg.shared().mark_dirty();
     }
 
     /// Handles a reservation at `off` that overshot the segment's data
@@ -353,13 +355,11 @@ impl Appender {
             let next = self.log.next_for_appender(&seg);
             match seg.ensure_len(off + FRAME_HEADER_LEN, self.log.opts.grow_step) {
                 Ok(_) => {
-                    let word = frame::end_word(seg.base() + off);
-                    let _ = seg.map().cas_word(off as usize, 0, word);
-                    seg.set_state(STATE_SEALED);
-                    seg.wake_all();
+                    seg.shared().seal(off);
+                    seg.shared().wake_all();
                 }
                 Err(e) => {
-                    seg.set_state(STATE_DIRTY);
+                    seg.shared().mark_dirty();
                     sealing_error = Some(e);
                 }
             }
@@ -392,7 +392,7 @@ impl Appender {
     /// errors).
     pub fn pretouch(&mut self) -> Result<bool> {
         let seg = &*self.seg;
-        let tail = seg.reserved_end();
+        let tail = seg.shared().reserved_end();
         // A full segment: the next appends go to its successor, which the
         // first of them creates.
         if tail >= seg.data_limit() {
@@ -425,18 +425,18 @@ fn publish_batch(
     off: u64,
     chunk: &[&[u8]],
 ) -> Option<(usize, Option<(Position, Position)>)> {
-    let map = seg.map();
+    let sh = seg.shared();
     let mut at = off;
     let mut span: Option<(Position, Position)> = None;
     for (i, &payload) in chunk.iter().enumerate() {
         let len = payload.len() as u32;
         let position = seg.base() + at;
-        let ok = match map.claim(at as usize, len) {
-            Ok(mut claim) => {
+        let ok = match sh.claim(at, len) {
+            Some(mut claim) => {
                 claim.payload_mut().copy_from_slice(payload);
                 claim.publish(frame::data_word(position, payload)).is_ok()
             }
-            Err(_) => false,
+            None => false,
         };
         if !ok {
             // Give up the rest of the reservation, so that readers do not
@@ -444,18 +444,17 @@ fn publish_batch(
             let mut pad_at = at + frame::frame_len(len);
             for r in &chunk[i + 1..] {
                 let f = frame::frame_len(r.len() as u32);
-                let word = frame::padding_word(seg.base() + pad_at, (f - FRAME_HEADER_LEN) as u32);
-                let _ = map.cas_word(pad_at as usize, 0, word);
+                sh.pad_reservation(pad_at, f);
                 pad_at += f;
             }
-            seg.wake_readers();
+            sh.wake_readers();
             return (i > 0).then_some((i, span));
         }
         let p = Position::from(position);
         span = Some((span.map_or(p, |s| s.0), p));
         at += frame::frame_len(len);
     }
-    seg.wake_readers();
+    sh.wake_readers();
     Some((chunk.len(), span))
 }
 
@@ -463,7 +462,7 @@ fn publish_batch(
 /// from [`Appender::reserve`]; dereferences to the record's bytes.
 #[derive(Debug)]
 pub struct Reservation<'a> {
-    log: &'a Arc<Inner>,
+    log: &'a Arc<Store>,
     seg: &'a Segment,
     open: &'a AtomicBool,
     claim: Option<Claim<Arc<Mapping>>>,
@@ -497,7 +496,7 @@ impl Reservation<'_> {
         let word = frame::data_word(self.position, claim.payload());
         match claim.publish(word) {
             Ok(()) => {
-                self.seg.wake_readers();
+                self.seg.shared().wake_readers();
                 Ok(Position::from(self.position))
             }
             Err(void) => {
@@ -539,7 +538,7 @@ impl Drop for Reservation<'_> {
         self.open.store(false, Ordering::Relaxed);
         if let Some(claim) = self.claim.take() {
             if claim.abandon(self.position) {
-                self.seg.wake_readers();
+                self.seg.shared().wake_readers();
             }
         }
     }

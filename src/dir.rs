@@ -12,9 +12,26 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::map;
-use crate::segment;
+use crate::sys::calls;
 use crate::{Error, Result};
+
+/// File name suffix of segment files.
+const SEGMENT_SUFFIX: &str = ".tlog";
+
+/// The file name of the segment whose base position is `base`: 16 lowercase
+/// hex digits, so that names sort in log order.
+pub(crate) fn file_name(base: u64) -> String {
+    format!("{base:016x}{SEGMENT_SUFFIX}")
+}
+
+/// The base position a segment file name stands for, if it is one.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
 
 /// How [`LogDir::open_file`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +135,7 @@ impl LogDir {
             Access::Create(mode) => (libc::O_RDWR | libc::O_CREAT, mode),
             Access::CreateNew(mode) => (libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, mode),
         };
-        let file = match map::open_at(&self.fd, name, flags, mode) {
+        let file = match calls::open_at(&self.fd, name, flags, mode) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             // ELOOP: a symlink (O_NOFOLLOW); ENXIO: a socket, or a FIFO
@@ -162,12 +179,12 @@ impl LogDir {
 
     /// Hard-links `from` to `to` in the directory; `EEXIST` if `to` exists.
     pub(crate) fn link(&self, from: &str, to: &str) -> io::Result<()> {
-        map::link_at(&self.fd, from, to)
+        calls::link_at(&self.fd, from, to)
     }
 
     /// Removes the entry `name` (a symlink itself, never its target).
     pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
-        map::unlink_at(&self.fd, name)
+        calls::unlink_at(&self.fd, name)
     }
 
     /// Fsyncs the directory, making entries created or removed in it durable.
@@ -196,9 +213,32 @@ impl LogDir {
         let mut bases: Vec<u64> = self
             .names()?
             .iter()
-            .filter_map(|n| segment::parse_file_name(n))
+            .filter_map(|n| parse_file_name(n))
             .collect();
         bases.sort_unstable();
         Ok(bases)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip() {
+        for base in [0u64, 4096, 1 << 30, (1 << 62) - 4096] {
+            assert_eq!(parse_file_name(&file_name(base)), Some(base));
+        }
+        for bad in [
+            "",
+            ".tlog",
+            "0.tlog",
+            "000000000000000G.tlog",
+            "0000000000000000.tlo",
+            "0000000000000000.tlog.tmp",
+            "000000000000000A.tlog",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
     }
 }

@@ -63,21 +63,27 @@
 mod append;
 mod boot;
 mod dir;
+mod durability;
 mod error;
 pub mod format;
+mod liveness;
 mod log;
-mod map;
 mod options;
 mod position;
+mod protocol;
 mod read;
+mod recovery;
 mod segment;
+mod store;
+mod sys;
 
 pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
 pub use error::{Error, Result};
-pub use log::{Log, RecoveryReport, SegmentInfo};
+pub use log::{Log, SegmentInfo};
 pub use options::{
     Options, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY,
     DEFAULT_UNBLOCK_TIMEOUT,
 };
 pub use position::Position;
 pub use read::{Reader, Record, WaitStrategy};
+pub use recovery::RecoveryReport;

@@ -162,7 +162,7 @@ impl Options {
                 reason: "grow step must not be zero",
             });
         }
-        let page = crate::map::page_size().max(PAGE);
+        let page = crate::sys::calls::page_size().max(PAGE);
         let grow_step = match crate::format::align_up(self.grow_step, page) {
             Some(s) if s <= MAX_CAPACITY => s,
             _ => {

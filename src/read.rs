@@ -2,16 +2,14 @@
 
 use std::hint;
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::format::frame::{self, Header};
-use crate::format::header::{OFF_NOTIFY_SEQ, OFF_PARKED, STATE_SEALED};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
-use crate::log::Inner;
-use crate::map::{Slot, SlotError};
 use crate::segment::Segment;
+use crate::store::Store;
+use crate::sys::map::{Slot, SlotError};
 use crate::{Error, Position, Result};
 
 /// How a reader waits for records that have not been appended yet.
@@ -49,7 +47,7 @@ const READ_ONLY_PARK: Duration = Duration::from_millis(1);
 /// order, and verifies each record's CRC before handing out its bytes.
 #[derive(Debug)]
 pub struct Reader {
-    log: Arc<Inner>,
+    log: Arc<Store>,
     seg: Arc<Segment>,
     /// File offset of the next frame in `seg`.
     off: u64,
@@ -141,7 +139,7 @@ enum Step {
 }
 
 impl Reader {
-    pub(crate) fn new(log: Arc<Inner>, seg: Arc<Segment>, off: u64) -> Self {
+    pub(crate) fn new(log: Arc<Store>, seg: Arc<Segment>, off: u64) -> Self {
         Self {
             log,
             seg,
@@ -279,7 +277,7 @@ impl Reader {
     /// # Errors
     /// I/O errors.
     pub fn skip_damaged(&mut self) -> Result<Position> {
-        if let Some(q) = self.seg.next_proven(self.off) {
+        if let Some(q) = self.seg.shared().next_proven(self.off) {
             self.off = q;
             self.blocked = None;
             // A position being walked to (`Log::reader_at`) that the skip
@@ -291,11 +289,7 @@ impl Reader {
 
     fn record(&self, off: u64, len: u32) -> Result<Record<'_>> {
         let pos = self.seg.base() + off;
-        match self
-            .seg
-            .map()
-            .slot(off as usize, pos, self.readable as usize)
-        {
+        match self.seg.shared().slot(off, self.readable) {
             Ok(Slot::Data { payload, .. }) if payload.len() == len as usize => Ok(Record {
                 payload,
                 position: Position::from(pos),
@@ -340,11 +334,7 @@ impl Reader {
                     None => return Ok(Step::Pending),
                 }
             }
-            match self
-                .seg
-                .map()
-                .slot(off as usize, pos, self.readable as usize)
-            {
+            match self.seg.shared().slot(off, self.readable) {
                 Ok(Slot::Data { crc, payload }) => {
                     let len = payload.len() as u32;
                     let next = off + frame::frame_len(len);
@@ -368,7 +358,7 @@ impl Reader {
                     // not a writer's; trusting it would let the next append
                     // land inside it and derail this reader.
                     if next > self.tail_seen {
-                        self.tail_seen = self.seg.tail_word();
+                        self.tail_seen = self.seg.shared().tail();
                         if next > self.tail_seen {
                             return Err(Error::CorruptFrame {
                                 position: Position::from(pos),
@@ -390,7 +380,7 @@ impl Reader {
                     // tail (or the segment) is not one a writer made, and
                     // following it would skip everything after it.
                     let next = off + frame::frame_len(len);
-                    if next > self.seg.reserved_end() {
+                    if next > self.seg.shared().reserved_end() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
                             reason: "padding runs past the end of the reserved space",
@@ -403,7 +393,7 @@ impl Reader {
                     // reservation crossed the data limit, after that
                     // reservation: a marker in a segment that is not full is
                     // not one a writer made.
-                    if self.seg.tail_word() <= self.seg.data_limit() {
+                    if self.seg.shared().tail() <= self.seg.data_limit() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
                             reason: "end-of-segment marker in a segment that is not full",
@@ -431,7 +421,7 @@ impl Reader {
                             Header::InProgress { len } => frame::in_progress_word(len),
                             _ => 0,
                         };
-                        if self.seg.map().load_word(off as usize) != Some(seen) {
+                        if self.seg.shared().load_word(off) != Some(seen) {
                             continue;
                         }
                         return Err(Error::CorruptFrame {
@@ -488,11 +478,11 @@ impl Reader {
     /// written, so its load is a cache hit; the contended tail is loaded
     /// only when the frame ends past the copy the reader holds.
     fn unfinished_is_corrupt(&mut self, off: u64, h: Header) -> Option<&'static str> {
-        let checked = self.seg.checked();
+        let checked = self.seg.shared().checked();
         if off < checked && checked <= self.seg.capacity() {
             return Some("unfinished frame below the verified watermark");
         }
-        if self.seg.state() & STATE_SEALED != 0 && self.seg.tail_word() <= self.seg.data_limit() {
+        if self.seg.shared().is_sealed() && self.seg.shared().tail() <= self.seg.data_limit() {
             // Sealing moves the tail past the data limit before the bit is
             // set: this segment claims to be sealed but has no end frame,
             // and nothing will ever be appended here. Waiting would be
@@ -502,7 +492,7 @@ impl Reader {
         if let Header::InProgress { len } = h {
             let end = off + frame::frame_len(len);
             if end > self.tail_seen {
-                self.tail_seen = self.seg.tail_word();
+                self.tail_seen = self.seg.shared().tail();
             }
             if end > self.tail_seen || end > self.seg.data_limit() {
                 return Some("in-progress frame runs past the reserved space");
@@ -511,11 +501,11 @@ impl Reader {
         None
     }
 
-    /// The unblocker. Called when the frame at `off` is empty or in
+    /// The unblocker's clock. Called when the frame at `off` is empty or in
     /// progress. If the reader has seen exactly this for longer than the
     /// unblock timeout, and the log is open for writing, the writer that
     /// reserved the frame is presumed dead and the frame is padded over by
-    /// compare-and-swap, so that readers move on:
+    /// compare-and-swap (`Shared::unblock`), so that readers move on:
     ///
     /// - an in-progress frame (its writer claimed it): its header is swapped
     ///   for a padding header of the same length;
@@ -530,7 +520,7 @@ impl Reader {
     /// whether anything was padded.
     fn unblock(&mut self, off: u64, header: Header) -> Result<bool> {
         let timeout = self.log.opts.unblock_timeout;
-        if !self.seg.map().is_writable() {
+        if !self.seg.shared().is_writable() {
             return Ok(false);
         }
         let word = match header {
@@ -541,7 +531,7 @@ impl Reader {
         let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         // Timeouts of seconds do not need a precise clock; the coarse one
         // costs a few nanoseconds, so a spinning reader can look every poll.
-        let now = crate::map::now_ns(timeout < Duration::from_millis(20));
+        let now = crate::sys::calls::now_ns(timeout < Duration::from_millis(20));
         let b = match &mut self.blocked {
             Some(b) if b.position == key && b.word == word => b,
             slot => slot.insert(Blocked {
@@ -563,7 +553,7 @@ impl Reader {
         // At the tail of an idle log nothing is late: the clock starts only
         // once the frame is seen reserved, so a writer that reserves after a
         // long quiet spell still gets the whole timeout.
-        if word == 0 && off >= self.seg.reserved_end() {
+        if word == 0 && off >= self.seg.shared().reserved_end() {
             b.since = None;
             return Ok(false);
         }
@@ -577,46 +567,12 @@ impl Reader {
         }
         self.blocked = None;
         let seg = Arc::clone(&self.seg);
-        let padded = match header {
-            Header::InProgress { len } => {
-                let pad = frame::frame_len(len) - FRAME_HEADER_LEN;
-                if pad > u64::from(frame::MAX_PADDING) {
-                    return Err(Error::CorruptFrame {
-                        position: Position::from(key),
-                        reason: "in-progress frame too long to pad over",
-                    });
-                }
-                let pad = frame::padding_word(key, pad as u32);
-                seg.map().cas_word(off as usize, word, pad).is_ok()
-            }
-            _ => {
-                // Reservations all lie below the tail. The file must cover
-                // each word padded (its writer may have died before growing
-                // it): grow as the run goes, so that on a nearly full disk
-                // a page is enough to get readers past the hole.
-                let limit = seg.reserved_end();
-                let mut covered = 0;
-                let mut q = off;
-                while q + FRAME_HEADER_LEN <= limit {
-                    if q + FRAME_HEADER_LEN > covered {
-                        match seg.ensure_len(q + FRAME_HEADER_LEN, self.log.opts.grow_step) {
-                            Ok(len) => covered = len,
-                            Err(_) => break,
-                        }
-                    }
-                    let pad = frame::padding_word(seg.base() + q, 0);
-                    if seg.map().cas_word(q as usize, 0, pad).is_err() {
-                        break;
-                    }
-                    q += FRAME_HEADER_LEN;
-                }
-                q > off
-            }
-        };
-        if padded {
-            seg.wake_readers();
-        }
-        Ok(padded)
+        let step = self.log.opts.grow_step;
+        // The file must cover each word padded (its writer may have died
+        // before growing it): grown as the run goes, so that on a nearly
+        // full disk a page is enough to get readers past the hole.
+        seg.shared()
+            .unblock(off, header, |end| seg.ensure_len(end, step))
     }
 
     /// Moves to the next segment if it exists.
@@ -680,9 +636,8 @@ impl Reader {
             b.checked_at = None;
         }
         let seg = Arc::clone(&self.seg);
-        let map = seg.map();
-        let seq = map.load_header_u32_seqcst(OFF_NOTIFY_SEQ);
-        let registered = map.is_writable();
+        let sh = seg.shared();
+        let registered = sh.is_writable();
         let timeout = if registered {
             // Wake up in time to unblock a frame whose writer died: no
             // appender will wake us for it.
@@ -691,21 +646,13 @@ impl Reader {
         } else {
             Some(timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK)))
         };
-        if registered {
-            // Already set by another reader: whoever clears it wakes us
-            // too, and its clearing comes after our load in the total
-            // order, so after our load of `notify_seq`.
-            let parked = map.header_u32(OFF_PARKED);
-            if parked.load(Ordering::SeqCst) == 0 {
-                parked.store(1, Ordering::SeqCst);
-            }
-        }
+        let seq = sh.park_begin();
         match self.readiness() {
             Readiness::Ready => {}
-            Readiness::Wait => map.futex_wait(OFF_NOTIFY_SEQ, seq, timeout),
+            Readiness::Wait => sh.park_wait(seq, timeout),
             Readiness::Poll => {
                 let t = timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK));
-                map.futex_wait(OFF_NOTIFY_SEQ, seq, Some(t));
+                sh.park_wait(seq, Some(t));
             }
         }
     }
@@ -725,7 +672,7 @@ impl Reader {
                 Ok(None) => return Readiness::Wait,
             }
         }
-        let word = self.seg.map().load_word_seqcst(off as usize);
+        let word = self.seg.shared().load_word_seqcst(off);
         match word.map(|w| frame::decode(w, self.seg.base() + off)) {
             Some(Ok(Header::Empty | Header::InProgress { .. })) => Readiness::Wait,
             // An end marker whose successor segment does not exist yet: the

@@ -25,6 +25,10 @@ fn child() {
     let Some(role) = role() else { return };
     assert_eq!(role, "appender");
     let log = options().open(arg("DIR")).unwrap();
+    // The parent starts its clock now: how long the open took (recovery
+    // scans every segment of a growing log) must not eat into the time
+    // the child has to append before it is killed.
+    say("open");
     let seed = arg_u64("SEED");
     let mut a = log.appender().unwrap();
     let mut rng = Rng(seed);
@@ -74,8 +78,13 @@ fn sigkilled_writer_loses_no_acknowledged_record() {
                 ("SEED", seed.to_string()),
             ],
         );
-        let stdout = child.stdout.take().unwrap();
-        let drain = std::thread::spawn(move || hear_all(&mut BufReader::new(stdout)));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        assert_eq!(
+            common::hear(&mut stdout).as_deref(),
+            Some("open"),
+            "round {round}: the child did not open the log"
+        );
+        let drain = std::thread::spawn(move || hear_all(&mut stdout));
         std::thread::sleep(Duration::from_millis(20 + rng.below(180)));
         child.kill().unwrap();
         let status = child.wait().unwrap();

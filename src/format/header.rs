@@ -347,6 +347,19 @@ impl SegmentHeader {
     }
 }
 
+/// The first page of a new segment file: the static header, the tail at
+/// the first frame, the `grown` hint at `initial_len`, the boot id (two
+/// little-endian words, see [`OFF_BOOT_ID`]), and zeros everywhere else.
+pub fn initial_page(header: &SegmentHeader, initial_len: u64, boot_id: [u64; 2]) -> Vec<u8> {
+    let mut page = vec![0u8; HEADER_LEN as usize];
+    page[..STATIC_LEN].copy_from_slice(&header.encode());
+    page[OFF_TAIL..OFF_TAIL + 8].copy_from_slice(&HEADER_LEN.to_le_bytes());
+    page[OFF_GROWN..OFF_GROWN + 8].copy_from_slice(&initial_len.to_le_bytes());
+    page[OFF_BOOT_ID..OFF_BOOT_ID + 8].copy_from_slice(&boot_id[0].to_le_bytes());
+    page[OFF_BOOT_ID + 8..OFF_BOOT_ID + 16].copy_from_slice(&boot_id[1].to_le_bytes());
+    page
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! The one module allowed to use `unsafe`: the shared mapping of a segment.
+//! The shared mapping of a segment: the one place that turns addresses
+//! into atomics and byte slices.
 //!
 //! A [`Mapping`] is a `MAP_SHARED` view of a whole segment reservation. The
 //! file behind it is usually shorter than the mapping; touching a page past
@@ -6,6 +7,11 @@
 //! length, so every method that touches frame bytes takes the end of the
 //! readable range from the caller, and the protocol code upholds the rule
 //! that it never passes an end beyond the file's length (see `segment.rs`).
+//!
+//! Access is in the types, as memmap2 does with `Mmap` and `MmapMut`: a
+//! `Mapping` only loads; stores and read-modify-writes exist only on
+//! [`Writable`], which only a mapping made writable hands out, and on
+//! [`Claim`], which only a `Writable` makes.
 //!
 //! Memory shared with other processes is only ever accessed in three ways:
 //!
@@ -37,8 +43,6 @@
 //! The trust assumption that remains is the one every memory-mapped store
 //! makes: no other program modifies the files while they are mapped.
 
-#![allow(unsafe_code)]
-
 use std::borrow::Borrow;
 use std::fs::File;
 use std::io;
@@ -62,18 +66,27 @@ compile_error!("tidelog supports 64-bit little-endian Linux only");
 /// It is never a valid header word (in progress and kind 7 at once).
 pub(crate) const NOT_SWAPPABLE: u64 = u64::MAX;
 
-/// A shared mapping of one segment's whole reservation.
+/// A shared mapping of one segment's whole reservation. Loads only; see
+/// [`writable`](Self::writable) for stores.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     raw: MmapRaw,
     writable: bool,
 }
 
+/// Store access to a mapping that was made writable: the only way to store
+/// into shared memory or read-modify-write it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Writable<'a> {
+    map: &'a Mapping,
+}
+
 /// Proof that this process owns an in-progress data frame of `map`: its
 /// header word holds the in-progress marker this process stored by
-/// compare-and-swap. Not `Clone`: one claim per won compare-and-swap. `M` is
-/// how the claim holds its mapping: borrowed (`&Mapping`) on the append path,
-/// owned (`Arc<Mapping>`) by reservations that outlive a borrow.
+/// compare-and-swap through a [`Writable`]. Not `Clone`: one claim per won
+/// compare-and-swap. `M` is how the claim holds its mapping: borrowed
+/// (`&Mapping`) on the append path, owned (`Arc<Mapping>`) by reservations
+/// that outlive a borrow.
 #[derive(Debug)]
 pub(crate) struct Claim<M: Borrow<Mapping>> {
     map: M,
@@ -82,6 +95,14 @@ pub(crate) struct Claim<M: Borrow<Mapping>> {
 }
 
 impl<M: Borrow<Mapping>> Claim<M> {
+    /// The claim's mapping as writable: a claim is only ever made through
+    /// a [`Writable`].
+    fn writable(&self) -> Writable<'_> {
+        Writable {
+            map: self.map.borrow(),
+        }
+    }
+
     /// The payload area of the claimed frame, for reading back what this
     /// process wrote.
     #[inline]
@@ -101,8 +122,7 @@ impl<M: Borrow<Mapping>> Claim<M> {
     /// commit), so readers do not wait for it.
     pub(crate) fn abandon(self, position: u64) -> bool {
         let pad = (frame::frame_len(self.len) - 8) as u32;
-        self.map
-            .borrow()
+        self.writable()
             .cas_word(
                 self.off,
                 frame::in_progress_word(self.len),
@@ -115,15 +135,15 @@ impl<M: Borrow<Mapping>> Claim<M> {
     #[inline]
     pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
         // SAFETY: this claim proves that this process won the zero ->
-        // in-progress CAS for the frame at `off` of `map`, which is writable
-        // (`cas_word` refuses read-only mappings). `claim` checked that the
-        // frame lies inside the mapping and past the header page. The tail
-        // fetch-add gave those bytes to one appender, and the CAS from zero
-        // can be won once (no tidelog code ever stores zero into a header
-        // word below a live tail; recovery, which zeroes words, runs only
-        // while no writer is alive), so no other claim covers them. Readers
-        // only form references to payloads behind published headers at
-        // proven boundaries, and the unblocker never reads past an
+        // in-progress CAS for the frame at `off` of `map`, through a
+        // `Writable`, so the mapping is writable. `Writable::claim` checked
+        // that the frame lies inside the mapping and past the header page.
+        // The tail fetch-add gave those bytes to one appender, and the CAS
+        // from zero can be won once (no tidelog code ever stores zero into a
+        // header word below a live tail; recovery, which zeroes words, runs
+        // only while no writer is alive), so no other claim covers them.
+        // Readers only form references to payloads behind published headers
+        // at proven boundaries, and the unblocker never reads past an
         // in-progress header, so nothing else reads or writes these bytes
         // while the `&mut` borrow of `self` lives. (The one way a reader can
         // stand at a stale boundary is the exception described at
@@ -146,8 +166,7 @@ impl<M: Borrow<Mapping>> Claim<M> {
     #[inline]
     pub(crate) fn publish(self, word: u64) -> Result<(), Self> {
         match self
-            .map
-            .borrow()
+            .writable()
             .cas_word(self.off, frame::in_progress_word(self.len), word)
         {
             Ok(()) => Ok(()),
@@ -202,15 +221,14 @@ impl Mapping {
         Ok(Self { raw, writable })
     }
 
-    /// Whether the mapping allows writes.
-    pub(crate) fn is_writable(&self) -> bool {
-        self.writable
+    /// Store access, if the mapping was made writable.
+    #[inline]
+    pub(crate) fn writable(&self) -> Option<Writable<'_>> {
+        self.writable.then_some(Writable { map: self })
     }
 
     /// The 8-byte word at `off`, or `None` if it is misaligned or out of the
     /// mapping. The caller must not pass an offset at or past the file's end.
-    /// Header fields go through `header_word_u64`; frame words must lie past
-    /// the header page, which `frame_word` checks.
     #[inline]
     fn word(&self, off: usize) -> Option<&AtomicU64> {
         if !off.is_multiple_of(8) || off.checked_add(8)? > self.raw.len() {
@@ -222,15 +240,11 @@ impl Mapping {
         // words are only ever accessed atomically (module docs, point 1), so
         // there is no non-atomic access to race with. `from_ptr` asks for a
         // pointer valid for writes, which a read-only mapping's is not: there
-        // the returned atomic is only used for 8-byte relaxed loads
-        // (`load_word`, `load_word_seqcst`, `load_header`), which the standard
-        // library defines on read-only memory. Every store and
-        // read-modify-write goes through `cas_word` or `zero_words`, which
-        // refuse read-only mappings, or through `header_u64`/`header_u32`,
-        // which only appenders, recovery, unblockers and parking readers of
-        // writable logs call (each call site checks the mapping is writable
-        // or runs only for a log opened for writing; debug builds assert
-        // it in `header_u64`/`header_u32`).
+        // the returned atomic is only used for relaxed loads of at most 8
+        // bytes (the loads of `Mapping`), which the standard library defines
+        // on read-only memory. Every store and read-modify-write is a method
+        // of `Writable` (or of `Claim`, made only through one), which only a
+        // writable mapping hands out.
         Some(unsafe { AtomicU64::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u64>()) })
     }
 
@@ -244,26 +258,7 @@ impl Mapping {
         self.word(off)
     }
 
-    /// A 64-bit header field, for stores and read-modify-writes by
-    /// processes that opened the log for writing. `off` is one of the
-    /// `OFF_*` constants. Loads go through [`load_header`](Self::load_header),
-    /// which is also valid on read-only mappings.
-    #[inline]
-    pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(self.writable, "header store through a read-only mapping");
-        self.header_word_u64(off)
-    }
-
-    /// A 32-bit header field, like [`header_u64`](Self::header_u64): for
-    /// stores and read-modify-writes by writers; loads go through
-    /// [`load_header_u32_seqcst`](Self::load_header_u32_seqcst).
-    #[inline]
-    pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(self.writable, "header store through a read-only mapping");
-        self.header_word_u32(off)
-    }
-
-    /// A 64-bit header field of any mapping (for loads; see `word`).
+    /// A 64-bit word of the header page (see `word`).
     #[inline]
     fn header_word_u64(&self, off: usize) -> &AtomicU64 {
         assert!(off + 8 <= HEADER_LEN as usize && off.is_multiple_of(8));
@@ -274,19 +269,20 @@ impl Mapping {
         }
     }
 
-    /// A 32-bit header field of any mapping (for loads and futex calls).
+    /// A 32-bit word of the header page (for loads, stores through
+    /// `Writable`, and futex calls).
     #[inline]
     fn header_word_u32(&self, off: usize) -> &AtomicU32 {
         assert!(off + 4 <= HEADER_LEN as usize && off.is_multiple_of(4));
         // SAFETY: `off + 4 <= HEADER_LEN <= len` (checked in `new`) and `off` is
         // 4-aligned, so the pointer is in bounds and aligned for as long as the
         // mapping lives; header words are only accessed atomically. On a
-        // read-only mapping the atomic is only used for relaxed loads (see
-        // `word`).
+        // read-only mapping the atomic is only used for relaxed loads and
+        // futex calls (see `word`).
         unsafe { AtomicU32::from_ptr(self.raw.as_mut_ptr().add(off).cast::<u32>()) }
     }
 
-    /// Loads a 64-bit header field with acquire semantics: a relaxed load,
+    /// Loads a 64-bit header word with acquire semantics: a relaxed load,
     /// then an acquire fence, which synchronises like an acquire load and
     /// is defined on read-only mappings too. (On x86-64 both are a plain
     /// `mov`.)
@@ -297,9 +293,8 @@ impl Mapping {
         v
     }
 
-    /// Loads a 32-bit header field with acquire semantics (a relaxed load
-    /// and a fence, as [`load_header`](Self::load_header); valid on
-    /// read-only mappings).
+    /// Loads a 32-bit header word with acquire semantics (as
+    /// [`load_header`](Self::load_header)).
     #[inline]
     pub(crate) fn load_header_u32(&self, off: usize) -> u32 {
         let v = self.header_word_u32(off).load(Ordering::Relaxed);
@@ -307,10 +302,10 @@ impl Mapping {
         v
     }
 
-    /// Loads a 32-bit header field in the single total order of
-    /// sequentially consistent operations on a writable mapping (the
-    /// parking protocol needs it); on a read-only mapping, whose readers do
-    /// not take part in that protocol, a relaxed load and a fence.
+    /// Loads a 32-bit header word in the single total order of sequentially
+    /// consistent operations on a writable mapping (the parking protocol
+    /// needs it); on a read-only mapping, whose readers do not take part in
+    /// that protocol, a relaxed load and a fence.
     #[inline]
     pub(crate) fn load_header_u32_seqcst(&self, off: usize) -> u32 {
         let w = self.header_word_u32(off);
@@ -348,57 +343,6 @@ impl Mapping {
         }
     }
 
-    /// Compare-and-swap of the frame header word at `off` (sequentially
-    /// consistent, which the wake-up protocol relies on). `Err` carries the
-    /// value found, or [`NOT_SWAPPABLE`] for an offset outside the mapping or
-    /// a read-only mapping (neither happens when the caller is correct).
-    #[inline]
-    pub(crate) fn cas_word(&self, off: usize, current: u64, new: u64) -> Result<(), u64> {
-        if !self.writable {
-            return Err(NOT_SWAPPABLE);
-        }
-        let Some(w) = self.frame_word(off) else {
-            return Err(NOT_SWAPPABLE);
-        };
-        w.compare_exchange(current, new, Ordering::SeqCst, Ordering::Acquire)
-            .map(|_| ())
-    }
-
-    /// Claims the zero header word at `off` for a data frame of `len` payload
-    /// bytes. `Err` carries the word found there instead of zero.
-    #[inline]
-    pub(crate) fn claim(&self, off: usize, len: u32) -> Result<Claim<&Mapping>, u64> {
-        self.try_claim(off, len)?;
-        Ok(Claim {
-            map: self,
-            off,
-            len,
-        })
-    }
-
-    /// As [`claim`](Self::claim), for a claim that owns a reference count.
-    pub(crate) fn claim_owned(
-        self: &Arc<Self>,
-        off: usize,
-        len: u32,
-    ) -> Result<Claim<Arc<Mapping>>, u64> {
-        self.try_claim(off, len)?;
-        Ok(Claim {
-            map: Arc::clone(self),
-            off,
-            len,
-        })
-    }
-
-    #[inline]
-    fn try_claim(&self, off: usize, len: u32) -> Result<(), u64> {
-        let end = frame::frame_len(len) as usize;
-        if off.checked_add(end).is_none_or(|e| e > self.raw.len()) {
-            return Err(NOT_SWAPPABLE);
-        }
-        self.cas_word(off, 0, frame::in_progress_word(len))
-    }
-
     /// What the frame at `off` (log position `position`) holds. A data frame's
     /// payload is only returned if it ends at or before `readable_end`, which
     /// must not exceed the file's length.
@@ -429,7 +373,7 @@ impl Mapping {
                 // SAFETY: callers pass frame boundaries only: offsets reached
                 // by walking frames from a proven boundary (a segment's first
                 // frame, the tail, a watermark, a boundary-index entry; see
-                // `Reader::seek_to`, `Segment::walks_to`). At a boundary,
+                // `Reader::seek_to`, `recovery::walks_to`). At a boundary,
                 // the load above (relaxed, then an acquire fence) saw a
                 // published data header, so the writer's payload stores
                 // happen-before this point (the publish CAS is a release).
@@ -461,38 +405,6 @@ impl Mapping {
         }
     }
 
-    /// Zeroes the non-zero words in `start..end` with atomic stores. Only
-    /// called by recovery, while no other writer is alive, on bytes past the
-    /// last valid frame. Words that are already zero are not written, so the
-    /// pages of a fresh region are not dirtied. Returns how many words were
-    /// zeroed, or `None` for a read-only mapping or a range outside it.
-    pub(crate) fn zero_words(&self, start: usize, end: usize) -> Option<u64> {
-        if !self.writable {
-            return None;
-        }
-        let mut zeroed = 0;
-        let mut off = start;
-        while off < end {
-            let w = self.frame_word(off)?;
-            if w.load(Ordering::Relaxed) != 0 {
-                w.store(0, Ordering::Relaxed);
-                zeroed += 1;
-            }
-            off += 8;
-        }
-        Some(zeroed)
-    }
-
-    /// Pre-faults `off..off + len` for writing (`MADV_POPULATE_WRITE`), so
-    /// that appends there do not take page faults. The range must lie inside
-    /// the file.
-    pub(crate) fn populate_write(&self, off: usize, len: usize) -> io::Result<()> {
-        if !self.writable {
-            return Ok(());
-        }
-        self.raw.advise_range(Advice::PopulateWrite, off, len)
-    }
-
     /// Writes back dirty pages in `off..off + len` and waits (`msync(MS_SYNC)`).
     pub(crate) fn flush_range(&self, off: usize, len: usize) -> io::Result<()> {
         if len == 0 {
@@ -504,196 +416,102 @@ impl Mapping {
     /// Parks the calling thread while the 32-bit header word at `off` still
     /// holds `expected`, for at most `timeout`. Spurious returns are allowed.
     pub(crate) fn futex_wait(&self, off: usize, expected: u32, timeout: Option<Duration>) {
-        let word = self.header_word_u32(off);
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `word` is a valid, aligned u32 in a MAP_SHARED mapping that
-        // outlives the call; FUTEX_WAIT only reads it (which the kernel allows
-        // on read-only mappings). `ts_ptr` is null or points to a timespec that
-        // lives until the call returns. The flags omit FUTEX_PRIVATE_FLAG
-        // because waiters and wakers are in different processes. Errors
-        // (EAGAIN when the word changed, EINTR, ETIMEDOUT) all mean "return to
-        // the caller", which re-checks its condition.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word.as_ptr(),
-                libc::FUTEX_WAIT,
-                expected,
-                ts_ptr,
-                std::ptr::null::<u32>(),
-                0u32,
-            );
-        }
+        super::calls::futex_wait(self.header_word_u32(off), expected, timeout);
     }
 
     /// Wakes every thread, in any process, parked on the header word at `off`.
     pub(crate) fn futex_wake(&self, off: usize) {
-        let word = self.header_word_u32(off);
-        // SAFETY: `word` is a valid, aligned u32 in a shared mapping that
-        // outlives the call; FUTEX_WAKE does not access user memory beyond
-        // resolving the address. The result (number woken, or an error for an
-        // address the kernel cannot resolve) needs no handling: a reader that
-        // is not woken returns at its timeout and re-checks.
-        unsafe {
-            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+        super::calls::futex_wake(self.header_word_u32(off));
+    }
+
+    /// As [`Writable::claim`], for a claim that owns a reference count:
+    /// `Err(NOT_SWAPPABLE)` unless the mapping is writable.
+    pub(crate) fn claim_owned(
+        self: &Arc<Self>,
+        off: usize,
+        len: u32,
+    ) -> Result<Claim<Arc<Mapping>>, u64> {
+        self.writable().ok_or(NOT_SWAPPABLE)?.try_claim(off, len)?;
+        Ok(Claim {
+            map: Arc::clone(self),
+            off,
+            len,
+        })
+    }
+}
+
+impl<'a> Writable<'a> {
+    /// A 64-bit header word, for stores and read-modify-writes.
+    #[inline]
+    pub(crate) fn header_u64(self, off: usize) -> &'a AtomicU64 {
+        self.map.header_word_u64(off)
+    }
+
+    /// A 32-bit header word, for stores and read-modify-writes.
+    #[inline]
+    pub(crate) fn header_u32(self, off: usize) -> &'a AtomicU32 {
+        self.map.header_word_u32(off)
+    }
+
+    /// Compare-and-swap of the frame header word at `off` (sequentially
+    /// consistent, which the wake-up protocol relies on). `Err` carries the
+    /// value found, or [`NOT_SWAPPABLE`] for an offset outside the mapping
+    /// (which does not happen when the caller is correct).
+    #[inline]
+    pub(crate) fn cas_word(self, off: usize, current: u64, new: u64) -> Result<(), u64> {
+        let Some(w) = self.map.frame_word(off) else {
+            return Err(NOT_SWAPPABLE);
+        };
+        w.compare_exchange(current, new, Ordering::SeqCst, Ordering::Acquire)
+            .map(|_| ())
+    }
+
+    /// Claims the zero header word at `off` for a data frame of `len` payload
+    /// bytes. `Err` carries the word found there instead of zero.
+    #[inline]
+    pub(crate) fn claim(self, off: usize, len: u32) -> Result<Claim<&'a Mapping>, u64> {
+        self.try_claim(off, len)?;
+        Ok(Claim {
+            map: self.map,
+            off,
+            len,
+        })
+    }
+
+    #[inline]
+    fn try_claim(self, off: usize, len: u32) -> Result<(), u64> {
+        let end = frame::frame_len(len) as usize;
+        if off.checked_add(end).is_none_or(|e| e > self.map.raw.len()) {
+            return Err(NOT_SWAPPABLE);
         }
+        self.cas_word(off, 0, frame::in_progress_word(len))
     }
-}
 
-/// Grows `file` to at least `len` bytes with its blocks allocated
-/// (`fallocate(2)`, mode 0), so that no later store through a mapping can
-/// find the disk full and raise SIGBUS. Never shrinks the file.
-///
-/// Not `fs2::FileExt::allocate`: it calls `posix_fallocate` and reports
-/// `errno`, which `posix_fallocate` does not set, so a full disk came back
-/// as whatever error happened last (seen: `ENOENT`). And not
-/// `posix_fallocate` itself: where the file system lacks `fallocate`, glibc
-/// emulates it by writing a zero into every block that reads as zero,
-/// which races with other processes writing through their mappings and can
-/// wipe a record. Such file systems get `EOPNOTSUPP` instead.
-///
-/// Only `from..len` is allocated: the caller knows the blocks below `from`
-/// are allocated already. (Allocating from 0 every time is quadratic on
-/// tmpfs, which walks every page of the range.)
-pub(crate) fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let from = from.min(len);
-    let (Ok(off), Ok(count)) = (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(len - from),
-    ) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "length out of range",
-        ));
-    };
-    if count == 0 {
-        return Ok(());
-    }
-    loop {
-        // SAFETY: the descriptor is valid for as long as `file` is borrowed;
-        // fallocate touches no memory of ours.
-        let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, off, count) };
-        if ret == 0 {
-            return Ok(());
+    /// Zeroes the non-zero words in `start..end` with atomic stores. Only
+    /// called by recovery, while no other writer is alive, on bytes past the
+    /// end of the log. Words that are already zero are not written, so the
+    /// pages of a fresh region are not dirtied. Returns how many words were
+    /// zeroed (stopping at the end of the mapping).
+    pub(crate) fn zero_words(self, start: usize, end: usize) -> u64 {
+        let mut zeroed = 0;
+        let mut off = start;
+        while off < end {
+            let Some(w) = self.map.frame_word(off) else {
+                break;
+            };
+            if w.load(Ordering::Relaxed) != 0 {
+                w.store(0, Ordering::Relaxed);
+                zeroed += 1;
+            }
+            off += 8;
         }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
+        zeroed
     }
-}
 
-/// Nanoseconds on the monotonic clock. `precise: false` reads
-/// `CLOCK_MONOTONIC_COARSE` (a few nanoseconds through the vDSO, resolution
-/// of a scheduler tick), for timeouts of many milliseconds checked on every
-/// poll of a spinning reader.
-pub(crate) fn now_ns(precise: bool) -> u64 {
-    let clock = if precise {
-        libc::CLOCK_MONOTONIC
-    } else {
-        libc::CLOCK_MONOTONIC_COARSE
-    };
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the
-    // call; both clocks exist on every Linux this builds for, so the call
-    // cannot fail (and on failure `ts` stays zero, which only delays an
-    // unblock).
-    unsafe {
-        libc::clock_gettime(clock, &mut ts);
+    /// Pre-faults `off..off + len` for writing (`MADV_POPULATE_WRITE`), so
+    /// that appends there do not take page faults. The range must lie inside
+    /// the file.
+    pub(crate) fn populate_write(self, off: usize, len: usize) -> io::Result<()> {
+        self.map.raw.advise_range(Advice::PopulateWrite, off, len)
     }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
-}
-
-/// The system's page size.
-pub(crate) fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions and touches no memory of ours.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 {
-        v as u64
-    } else {
-        4096
-    }
-}
-
-/// Opens `name`, a single path component, relative to the directory `dir`
-/// (`openat(2)`), never following a symbolic link in that last component
-/// (`O_NOFOLLOW`: a symlink fails with `ELOOP`), never blocking in `open`
-/// itself (`O_NONBLOCK`: a FIFO without a writer opens at once instead of
-/// hanging), and never acquiring a controlling terminal (`O_NOCTTY`). The
-/// descriptor is close-on-exec. `flags` adds the
-/// access mode and creation flags; `mode` is used when the file is created.
-pub(crate) fn open_at(dir: &File, name: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    let name = component(name)?;
-    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-    loop {
-        // SAFETY: `dir` is an open descriptor for as long as it is borrowed;
-        // `name` is a NUL-terminated string that outlives the call; the
-        // mode is passed as the variadic `mode_t` argument `openat` reads
-        // only with `O_CREAT`.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) };
-        if fd >= 0 {
-            // SAFETY: `openat` returned a new descriptor that nothing else
-            // owns; the `OwnedFd` takes sole ownership and closes it.
-            return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
-/// Hard-links `from` to `to`, both names in the directory `dir`
-/// (`linkat(2)` without `AT_SYMLINK_FOLLOW`: a symlink is linked as itself,
-/// never its target). Fails with `EEXIST` if `to` exists, whatever it is.
-pub(crate) fn link_at(dir: &File, from: &str, to: &str) -> io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let (from, to) = (component(from)?, component(to)?);
-    let fd = dir.as_raw_fd();
-    // SAFETY: the descriptor is open while `dir` is borrowed; both names
-    // are NUL-terminated strings that outlive the call.
-    let ret = unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Removes the directory entry `name` of `dir` (`unlinkat(2)`): a symlink
-/// is removed itself, its target is untouched.
-pub(crate) fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    let name = component(name)?;
-    // SAFETY: the descriptor is open while `dir` is borrowed; `name` is a
-    // NUL-terminated string that outlives the call.
-    let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// `name` as a C string, refused unless it is one plain path component.
-fn component(name: &str) -> io::Result<std::ffi::CString> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a single file name",
-        ));
-    }
-    std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file name contains NUL"))
 }

@@ -1,0 +1,373 @@
+//! The open log: its directory, its segments (a cache of the open ones,
+//! the oldest one and the active one), rollover into a successor, and this
+//! process's registration as a writer. Shared by the `Log` handle, its
+//! appenders and its readers.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::boot::{BootId, BOOT_ID_PATH};
+use crate::dir::{file_name, LogDir};
+use crate::format::header::SegmentHeader;
+use crate::format::HEADER_LEN;
+use crate::liveness::{self, Registration};
+use crate::options::Resolved;
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::Segment;
+use crate::{Error, Result};
+
+/// An open log.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) dir: LogDir,
+    pub(crate) opts: Resolved,
+    /// The boot this handle was opened in (read at open).
+    boot: BootId,
+    writable: bool,
+    /// Open segments by base position, shared by the appenders and readers
+    /// of this process.
+    segments: Mutex<BTreeMap<u64, Weak<Segment>>>,
+    /// The oldest segment, kept open so that `reader()` cannot fail.
+    oldest: Arc<Segment>,
+    /// The newest segment this process knows: where appenders start.
+    active: Mutex<Arc<Segment>>,
+    /// This process's registration as a writer, while open for writing.
+    registration: Option<Registration>,
+    /// The append lock of `WriterMode::SingleProcess`, once taken.
+    append_lock: Mutex<Option<File>>,
+    recovery: RecoveryReport,
+    /// One past the base of the newest segment whose directory entry this
+    /// handle's flush has made durable (0: none yet).
+    dir_synced: AtomicU64,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The index of the segment after `seg`.
+fn successor_index(seg: &Segment) -> Result<u64> {
+    seg.header()
+        .index
+        .checked_add(1)
+        .ok_or(Error::CorruptHeader {
+            path: seg.path().to_owned(),
+            reason: "segment index out of range",
+        })
+}
+
+impl Store {
+    /// Opens the log in `dir` for reading only: nothing is created, locked
+    /// or written.
+    pub(crate) fn open_read_only(dir: LogDir, opts: Resolved) -> Result<Store> {
+        let bases = dir.segments()?;
+        let Some(&first) = bases.first() else {
+            return Err(Error::NotFound {
+                path: dir.path().to_owned(),
+            });
+        };
+        let open = |base: u64| -> Result<Arc<Segment>> {
+            match Segment::open(&dir, base, false)? {
+                Some(s) => Ok(Arc::new(s)),
+                None => Err(Error::MissingSegment {
+                    path: dir.join(&file_name(base)),
+                }),
+            }
+        };
+        let oldest = open(first)?;
+        let last = *bases.last().unwrap_or(&first);
+        let active = if last == first {
+            Arc::clone(&oldest)
+        } else {
+            open(last)?
+        };
+        let boot = BootId::current().unwrap_or(BootId::UNKNOWN);
+        Ok(Self::assemble(
+            dir,
+            opts,
+            boot,
+            (oldest, active),
+            None,
+            RecoveryReport::default(),
+        ))
+    }
+
+    /// Opens the log in `dir` for reading and appending, creating its first
+    /// segment if it has none, and recovering it first if no other writer
+    /// is alive.
+    pub(crate) fn open_writable(dir: LogDir, opts: Resolved) -> Result<Store> {
+        // Without it a process crash could not be told from a restart, and
+        // recovery after a crash would cut acknowledged records.
+        let boot = BootId::current()
+            .map_err(|e| Error::io("read the kernel's boot id", BOOT_ID_PATH, e))?;
+        let ((ends, recovery), registration) =
+            Registration::register(&dir, opts.file_mode, |alone| {
+                Self::open_segments(&dir, &opts, alone, boot)
+            })?;
+        Ok(Self::assemble(
+            dir,
+            opts,
+            boot,
+            ends,
+            Some(registration),
+            recovery,
+        ))
+    }
+
+    fn assemble(
+        dir: LogDir,
+        opts: Resolved,
+        boot: BootId,
+        (oldest, active): (Arc<Segment>, Arc<Segment>),
+        registration: Option<Registration>,
+        recovery: RecoveryReport,
+    ) -> Store {
+        let mut segments = BTreeMap::new();
+        segments.insert(oldest.base(), Arc::downgrade(&oldest));
+        segments.insert(active.base(), Arc::downgrade(&active));
+        Store {
+            dir,
+            opts,
+            boot,
+            writable: registration.is_some(),
+            segments: Mutex::new(segments),
+            oldest,
+            active: Mutex::new(active),
+            registration,
+            append_lock: Mutex::new(None),
+            recovery,
+            dir_synced: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens every segment, recovering those that need it first when
+    /// `alone`. Returns the oldest and the newest segment.
+    #[allow(clippy::type_complexity)]
+    fn open_segments(
+        dir: &LogDir,
+        opts: &Resolved,
+        alone: bool,
+        boot: BootId,
+    ) -> Result<((Arc<Segment>, Arc<Segment>), RecoveryReport)> {
+        if alone {
+            Self::remove_stale_temporaries(dir);
+        }
+        let create = |base: u64, index: u64| -> Result<Arc<Segment>> {
+            let header = SegmentHeader::new(opts.segment_capacity, base, index, now_nanos());
+            let seg = Segment::create(
+                dir,
+                header,
+                HEADER_LEN + opts.grow_step,
+                opts.file_mode,
+                boot,
+            )?;
+            Ok(Arc::new(seg))
+        };
+        let bases = dir.segments()?;
+        if bases.is_empty() {
+            let seg = create(0, 0)?;
+            return Ok(((Arc::clone(&seg), seg), RecoveryReport::default()));
+        }
+        let open = |base: u64| -> Result<Arc<Segment>> {
+            let seg = Segment::open(dir, base, true)?.ok_or_else(|| Error::MissingSegment {
+                path: dir.join(&file_name(base)),
+            })?;
+            Ok(Arc::new(seg))
+        };
+        let mut report = RecoveryReport::default();
+        let (oldest, mut active) = if alone {
+            let mut segs = bases.iter().map(|&b| open(b)).collect::<Result<Vec<_>>>()?;
+            report = recovery::recover_log(dir, &mut segs, boot)?;
+            let active = Arc::clone(segs.last().unwrap_or(&segs[0]));
+            // Appends in this boot may follow: a crash from now on is one
+            // the page cache survives, until the next restart.
+            active.shared().stamp_boot(boot);
+            (Arc::clone(&segs[0]), active)
+        } else {
+            let oldest = open(bases[0])?;
+            let last = *bases.last().unwrap_or(&bases[0]);
+            let active = if last == bases[0] {
+                Arc::clone(&oldest)
+            } else {
+                open(last)?
+            };
+            (oldest, active)
+        };
+        // A crash between sealing a segment and creating its successor
+        // leaves the log ending in a sealed segment: create the successor.
+        let sh = active.shared();
+        if sh.is_sealed() && sh.tail() > sh.data_limit() {
+            active = create(active.next_base(), successor_index(&active)?)?;
+        }
+        Ok(((oldest, active), report))
+    }
+
+    fn remove_stale_temporaries(dir: &LogDir) {
+        if let Ok(names) = dir.names() {
+            for name in names {
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = dir.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Whether the log was opened for writing.
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The oldest segment.
+    pub(crate) fn oldest(&self) -> &Arc<Segment> {
+        &self.oldest
+    }
+
+    /// What recovery did at open.
+    pub(crate) fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Takes the append lock of `WriterMode::SingleProcess`, unless this
+    /// handle holds it already.
+    pub(crate) fn lock_appends(&self) -> Result<()> {
+        let mut held = self.append_lock.lock();
+        if held.is_none() {
+            *held = Some(liveness::lock_appends(&self.dir, self.opts.file_mode)?);
+        }
+        Ok(())
+    }
+
+    /// The segment at `base`, from the cache or opened; `None` if its file
+    /// does not exist.
+    pub(crate) fn segment(&self, base: u64) -> Result<Option<Arc<Segment>>> {
+        let mut cache = self.segments.lock();
+        if let Some(seg) = cache.get(&base).and_then(Weak::upgrade) {
+            return Ok(Some(seg));
+        }
+        let Some(seg) = Segment::open(&self.dir, base, self.writable)? else {
+            return Ok(None);
+        };
+        let seg = Arc::new(seg);
+        cache.retain(|_, w| w.strong_count() > 0);
+        cache.insert(base, Arc::downgrade(&seg));
+        Ok(Some(seg))
+    }
+
+    /// The segment after `cur` for a reader: `None` while it does not exist
+    /// yet. A missing successor while later segments exist is an error.
+    pub(crate) fn next_for_reader(&self, cur: &Segment) -> Result<Option<Arc<Segment>>> {
+        let base = cur.next_base();
+        if let Some(seg) = self.segment(base)? {
+            if Some(seg.header().index) != cur.header().index.checked_add(1) {
+                return Err(Error::CorruptHeader {
+                    path: seg.path().to_owned(),
+                    reason: "segment index does not follow its predecessor's",
+                });
+            }
+            return Ok(Some(seg));
+        }
+        if self.dir.segments()?.iter().any(|&b| b > base) {
+            return Err(Error::MissingSegment {
+                path: self.dir.join(&file_name(base)),
+            });
+        }
+        Ok(None)
+    }
+
+    /// The segment appenders should use: the newest this process knows.
+    pub(crate) fn active(&self) -> Arc<Segment> {
+        Arc::clone(&self.active.lock())
+    }
+
+    /// The successor of `cur` for an appender, created if it does not exist.
+    pub(crate) fn next_for_appender(&self, cur: &Segment) -> Result<Arc<Segment>> {
+        let base = cur.next_base();
+        let mut active = self.active.lock();
+        if active.base() >= base {
+            if active.base() == base {
+                return Ok(Arc::clone(&active));
+            }
+            if let Some(seg) = self.segment(base)? {
+                return Ok(seg);
+            }
+        }
+        let header = SegmentHeader::new(
+            self.opts.segment_capacity,
+            base,
+            successor_index(cur)?,
+            now_nanos(),
+        );
+        // A segment another program removed or replaced while this process
+        // appended to it: its records are lost to the log, and a successor
+        // would follow a file nobody can open.
+        cur.check_linked()?;
+        let seg = Arc::new(Segment::create(
+            &self.dir,
+            header,
+            HEADER_LEN + self.opts.grow_step,
+            self.opts.file_mode,
+            self.boot,
+        )?);
+        {
+            let mut cache = self.segments.lock();
+            cache.retain(|_, w| w.strong_count() > 0);
+            cache.insert(base, Arc::downgrade(&seg));
+        }
+        if seg.base() > active.base() {
+            *active = Arc::clone(&seg);
+        }
+        drop(active);
+        // Readers parked at the end of `cur` wait for this segment.
+        cur.shared().wake_all();
+        Ok(seg)
+    }
+
+    /// Fsyncs the directory if it holds a segment this handle has not seen
+    /// synced yet (`bases` is the directory's list): an fsync of an
+    /// unchanged directory can still cost a disk cache flush.
+    pub(crate) fn sync_dir_for(&self, bases: &[u64]) -> Result<()> {
+        let covers = bases.last().map_or(0, |b| b + 1);
+        if self.dir_synced.load(Ordering::Acquire) < covers {
+            self.dir.sync()?;
+            self.dir_synced.fetch_max(covers, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Advances the `checked` watermark of every segment written in this
+    /// boot to its tail, except where a writer left a hole it could not pad
+    /// (the segment is dirty), which the next open recovers. The watermark
+    /// vouches for the page cache only: after a restart, recovery trusts
+    /// the durable `flushed` watermark instead.
+    fn vouch_checked(&self) {
+        let Ok(bases) = self.dir.segments() else {
+            return;
+        };
+        for base in bases {
+            let Ok(Some(seg)) = self.segment(base) else {
+                return;
+            };
+            let sh = seg.shared();
+            if sh.boot_id() == self.boot && !sh.is_dirty() && sh.checked() != sh.reserved_end() {
+                sh.mark_checked();
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(registration) = self.registration.take() {
+            // The last writer to close, if nobody died since the last
+            // recovery, vouches that no frame below any tail is a hole.
+            registration.close(&self.dir, || self.vouch_checked());
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Thin wrappers around the system calls tidelog makes beyond what `std`
+//! and memmap2 offer: `fallocate`, `futex`, the monotonic clocks,
+//! `sysconf`, and `openat`/`linkat`/`unlinkat`. Each takes and returns safe
+//! types; the `unsafe` is here and nowhere else outside `sys::map`.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Parks the calling thread while `word` still holds `expected`, for at
+/// most `timeout` (`FUTEX_WAIT`, shared between processes). Spurious
+/// returns are allowed: the caller re-checks its condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for as long as it is borrowed
+    // (it lives in a MAP_SHARED mapping that outlives the call); FUTEX_WAIT
+    // only reads it (which the kernel allows on read-only mappings).
+    // `ts_ptr` is null or points to a timespec that lives until the call
+    // returns. The flags omit FUTEX_PRIVATE_FLAG because waiters and wakers
+    // are in different processes. Errors (EAGAIN when the word changed,
+    // EINTR, ETIMEDOUT) all mean "return to the caller", which re-checks
+    // its condition.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes every thread, in any process, parked on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a valid, aligned u32 for as long as it is borrowed;
+    // FUTEX_WAKE does not access user memory beyond resolving the address.
+    // The result (number woken, or an error for an address the kernel
+    // cannot resolve) needs no handling: a reader that is not woken returns
+    // at its timeout and re-checks.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+/// Grows `file` to at least `len` bytes with its blocks allocated
+/// (`fallocate(2)`, mode 0), so that no later store through a mapping can
+/// find the disk full and raise SIGBUS. Never shrinks the file.
+///
+/// Not `fs2::FileExt::allocate`: it calls `posix_fallocate` and reports
+/// `errno`, which `posix_fallocate` does not set, so a full disk came back
+/// as whatever error happened last (seen: `ENOENT`). And not
+/// `posix_fallocate` itself: where the file system lacks `fallocate`, glibc
+/// emulates it by writing a zero into every block that reads as zero,
+/// which races with other processes writing through their mappings and can
+/// wipe a record. Such file systems get `EOPNOTSUPP` instead.
+///
+/// Only `from..len` is allocated: the caller knows the blocks below `from`
+/// are allocated already. (Allocating from 0 every time is quadratic on
+/// tmpfs, which walks every page of the range.)
+pub(crate) fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let from = from.min(len);
+    let (Ok(off), Ok(count)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(len - from),
+    ) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "length out of range",
+        ));
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    loop {
+        // SAFETY: the descriptor is valid for as long as `file` is borrowed;
+        // fallocate touches no memory of ours.
+        let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, off, count) };
+        if ret == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Nanoseconds on the monotonic clock. `precise: false` reads
+/// `CLOCK_MONOTONIC_COARSE` (a few nanoseconds through the vDSO, resolution
+/// of a scheduler tick), for timeouts of many milliseconds checked on every
+/// poll of a spinning reader.
+pub(crate) fn now_ns(precise: bool) -> u64 {
+    let clock = if precise {
+        libc::CLOCK_MONOTONIC
+    } else {
+        libc::CLOCK_MONOTONIC_COARSE
+    };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; both clocks exist on every Linux this builds for, so the call
+    // cannot fail (and on failure `ts` stays zero, which only delays an
+    // unblock).
+    unsafe {
+        libc::clock_gettime(clock, &mut ts);
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// The system's page size.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
+/// Opens `name`, a single path component, relative to the directory `dir`
+/// (`openat(2)`), never following a symbolic link in that last component
+/// (`O_NOFOLLOW`: a symlink fails with `ELOOP`), never blocking in `open`
+/// itself (`O_NONBLOCK`: a FIFO without a writer opens at once instead of
+/// hanging), and never acquiring a controlling terminal (`O_NOCTTY`). The
+/// descriptor is close-on-exec. `flags` adds the
+/// access mode and creation flags; `mode` is used when the file is created.
+pub(crate) fn open_at(dir: &File, name: &str, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let name = component(name)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    loop {
+        // SAFETY: `dir` is an open descriptor for as long as it is borrowed;
+        // `name` is a NUL-terminated string that outlives the call; the
+        // mode is passed as the variadic `mode_t` argument `openat` reads
+        // only with `O_CREAT`.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) };
+        if fd >= 0 {
+            // SAFETY: `openat` returned a new descriptor that nothing else
+            // owns; the `OwnedFd` takes sole ownership and closes it.
+            return Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Hard-links `from` to `to`, both names in the directory `dir`
+/// (`linkat(2)` without `AT_SYMLINK_FOLLOW`: a symlink is linked as itself,
+/// never its target). Fails with `EEXIST` if `to` exists, whatever it is.
+pub(crate) fn link_at(dir: &File, from: &str, to: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let (from, to) = (component(from)?, component(to)?);
+    let fd = dir.as_raw_fd();
+    // SAFETY: the descriptor is open while `dir` is borrowed; both names
+    // are NUL-terminated strings that outlive the call.
+    let ret = unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes the directory entry `name` of `dir` (`unlinkat(2)`): a symlink
+/// is removed itself, its target is untouched.
+pub(crate) fn unlink_at(dir: &File, name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let name = component(name)?;
+    // SAFETY: the descriptor is open while `dir` is borrowed; `name` is a
+    // NUL-terminated string that outlives the call.
+    let ret = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `name` as a C string, refused unless it is one plain path component.
+fn component(name: &str) -> io::Result<std::ffi::CString> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a single file name",
+        ));
+    }
+    std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file name contains NUL"))
+}
