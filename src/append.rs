@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use crate::format::frame;
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
+use crate::protocol::Writer;
 use crate::segment::Segment;
 use crate::store::Store;
 use crate::sys::map::{Claim, Mapping};
@@ -111,12 +112,12 @@ impl Appender {
     /// ```
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
         let len = self.check_len(payload.len())?;
-        self.claim_loop(frame::frame_len(len), |seg, off| {
-            let mut claim = seg.shared().claim(off, len)?;
+        self.claim_loop(frame::frame_len(len), |seg, w, off| {
+            let mut claim = w.claim(off, len)?;
             claim.payload_mut().copy_from_slice(payload);
             let position = seg.base() + off;
             claim.publish(frame::data_word(position, payload)).ok()?;
-            seg.shared().wake_readers();
+            w.wake_readers();
             Some(Position::from(position))
         })
     }
@@ -152,7 +153,7 @@ impl Appender {
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
-        let (claim, position) = self.claim_loop(frame::frame_len(len32), |seg, off| {
+        let (claim, position) = self.claim_loop(frame::frame_len(len32), |seg, _, off| {
             let claim = seg.shared().claim_owned(off, len32)?;
             Some((claim, seg.base() + off))
         })?;
@@ -225,7 +226,7 @@ impl Appender {
             }
             let (chunk, tail) = rest.split_at(n);
             let (published, span) =
-                match self.claim_loop(flen, |seg, off| publish_batch(seg, off, chunk)) {
+                match self.claim_loop(flen, |seg, w, off| publish_batch(seg, w, off, chunk)) {
                     Ok(done) => done,
                     // The chunk was sized for a segment larger than the one
                     // the appends rolled over into (created with a smaller
@@ -268,7 +269,7 @@ impl Appender {
     fn claim_loop<T>(
         &mut self,
         flen: u64,
-        mut body: impl FnMut(&Segment, u64) -> Option<T>,
+        mut body: impl FnMut(&Segment, Writer<'_>, u64) -> Option<T>,
     ) -> Result<T> {
         self.check_leaked_reservation();
         loop {
@@ -281,11 +282,12 @@ impl Appender {
                     max: (seg.data_limit() - HEADER_LEN - FRAME_HEADER_LEN) as usize,
                 });
             }
-            let Some(off) = seg.shared().reserve(flen) else {
+            let Some(w) = seg.shared().writer() else {
                 return Err(Error::ReadOnly {
                     path: self.log.dir.path().to_owned(),
                 });
             };
+            let off = w.reserve(flen);
             let end = match off.checked_add(flen) {
                 Some(end) if end <= seg.data_limit() => end,
                 _ => {
@@ -305,7 +307,7 @@ impl Appender {
             // this reservation (published, or padded over with the same
             // extent, or as 8-byte frames): record it for the marks the
             // reservation covers.
-            seg.shared().index_note(off, end);
+            w.index_note(off, end);
             if end > self.covered {
                 match seg.prepare_write(off, end, self.log.opts.grow_step, PREFAULT_CHUNK) {
                     Ok(covered) => self.covered = covered,
@@ -315,7 +317,7 @@ impl Appender {
                     }
                 }
             }
-            if let Some(done) = body(seg, off) {
+            if let Some(done) = body(seg, w, off) {
                 return Ok(done);
             }
         }
@@ -422,10 +424,10 @@ impl Appender {
 /// first) and left to the caller to append again.
 fn publish_batch(
     seg: &Segment,
+    sh: Writer<'_>,
     off: u64,
     chunk: &[&[u8]],
 ) -> Option<(usize, Option<(Position, Position)>)> {
-    let sh = seg.shared();
     let mut at = off;
     let mut span: Option<(Position, Position)> = None;
     for (i, &payload) in chunk.iter().enumerate() {

@@ -2,11 +2,11 @@
 //! words and every operation processes perform on them and on frame header
 //! words. No other module names a header offset.
 //!
-//! - **Reserve**: `fetch_add` on the tail word ([`Shared::reserve`]), then
+//! - **Reserve**: `fetch_add` on the tail word ([`Writer::reserve`]), then
 //!   record the reservation's end in the boundary index.
 //! - **Claim** and **publish**: compare-and-swap of a frame's header word
 //!   from zero to in progress, then to the final word
-//!   ([`Shared::claim`], [`Claim::publish`](crate::sys::map::Claim::publish)).
+//!   ([`Writer::claim`], [`Claim::publish`](crate::sys::map::Claim::publish)).
 //! - **Pad**: a reservation given up ([`Shared::pad_reservation`]), a dead
 //!   writer's frame ([`Shared::unblock`]), recovery's holes ([`Shared::pad`]).
 //! - **Seal**: the end frame of a full segment ([`Shared::seal`]).
@@ -46,6 +46,60 @@ pub(crate) struct Shared {
     index_shift: u32,
 }
 
+/// Store access to a segment's shared memory, checked once: what an
+/// appender uses on its hot path (a read-only log has none).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Writer<'a> {
+    sh: &'a Shared,
+    w: Writable<'a>,
+}
+
+impl<'a> Writer<'a> {
+    /// Reserves `flen` bytes of frames: the offset of the reservation. The
+    /// range is this caller's alone; it may run past the data limit (see
+    /// the publication protocol).
+    #[inline]
+    pub(crate) fn reserve(self, flen: u64) -> u64 {
+        self.w
+            .header_u64(OFF_TAIL)
+            .fetch_add(flen, Ordering::Relaxed)
+    }
+
+    /// Claims the frame at `off` for a record of `len` bytes (step 3 of
+    /// the publication protocol); `None` if another process padded it
+    /// over.
+    #[inline]
+    pub(crate) fn claim(self, off: u64, len: u32) -> Option<Claim<&'a Mapping>> {
+        self.w.claim(off as usize, len).ok()
+    }
+
+    /// Records in the boundary index that `end` is a frame boundary (see
+    /// [`Shared::index_note`]).
+    #[inline]
+    pub(crate) fn index_note(self, off: u64, end: u64) {
+        if end >> self.sh.index_shift > off >> self.sh.index_shift {
+            self.sh.index_note_marks(self.w, off, end);
+        }
+    }
+
+    /// Wakes readers parked on the segment (see [`Shared::wake_readers`]).
+    #[inline]
+    pub(crate) fn wake_readers(self) {
+        let parked = self.w.header_u32(OFF_PARKED);
+        if parked.load(Ordering::SeqCst) != 0 && parked.swap(0, Ordering::SeqCst) != 0 {
+            self.sh.wake_all();
+        }
+    }
+
+    /// Pads the frame of `flen` bytes at `off`, reserved by this caller and
+    /// not claimed, so that readers do not wait for it. `false` if it was
+    /// not zero (another process padded it first).
+    pub(crate) fn pad_reservation(self, off: u64, flen: u64) -> bool {
+        let word = frame::padding_word(self.sh.base + off, (flen - FRAME_HEADER_LEN) as u32);
+        self.w.cas_word(off as usize, 0, word).is_ok()
+    }
+}
+
 impl Shared {
     pub(crate) fn new(map: Arc<Mapping>, header: &SegmentHeader) -> Self {
         Self {
@@ -59,6 +113,15 @@ impl Shared {
     #[inline]
     fn w(&self) -> Option<Writable<'_>> {
         self.map.writable()
+    }
+
+    /// Store access, checked once; `None` for a read-only mapping.
+    #[inline]
+    pub(crate) fn writer(&self) -> Option<Writer<'_>> {
+        Some(Writer {
+            sh: self,
+            w: self.map.writable()?,
+        })
     }
 
     /// Whether this process may store into the segment.
@@ -76,6 +139,12 @@ impl Shared {
     #[inline]
     pub(crate) fn base(&self) -> u64 {
         self.base
+    }
+
+    /// The mapping length: no frame extends past it.
+    #[inline]
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// The last offset at which a data frame may end: room is always left
@@ -97,18 +166,6 @@ impl Shared {
     #[inline]
     pub(crate) fn reserved_end(&self) -> u64 {
         self.tail().clamp(HEADER_LEN, self.capacity)
-    }
-
-    /// Reserves `flen` bytes of frames: the offset of the reservation, or
-    /// `None` for a read-only mapping. The range is this caller's alone;
-    /// it may run past the data limit (see the publication protocol).
-    #[inline]
-    pub(crate) fn reserve(&self, flen: u64) -> Option<u64> {
-        let off = self
-            .w()?
-            .header_u64(OFF_TAIL)
-            .fetch_add(flen, Ordering::Relaxed);
-        Some(off)
     }
 
     /// The `state` word: [`STATE_SEALED`], [`STATE_DIRTY`].
@@ -253,14 +310,7 @@ impl Shared {
             .slot(off as usize, self.base + off, readable_end as usize)
     }
 
-    /// Claims the frame at `off` for a record of `len` bytes (step 3 of the
-    /// publication protocol); `None` if another process padded it over.
-    #[inline]
-    pub(crate) fn claim(&self, off: u64, len: u32) -> Option<Claim<&Mapping>> {
-        self.w()?.claim(off as usize, len).ok()
-    }
-
-    /// As [`claim`](Self::claim), for a claim that outlives a borrow.
+    /// As [`Writer::claim`], for a claim that outlives a borrow.
     pub(crate) fn claim_owned(&self, off: u64, len: u32) -> Option<Claim<Arc<Mapping>>> {
         self.map.claim_owned(off as usize, len).ok()
     }
@@ -269,11 +319,7 @@ impl Shared {
     /// not claimed, so that readers do not wait for it. `false` if it was
     /// not zero (another process padded it first).
     pub(crate) fn pad_reservation(&self, off: u64, flen: u64) -> bool {
-        let Some(w) = self.w() else {
-            return false;
-        };
-        let word = frame::padding_word(self.base + off, (flen - FRAME_HEADER_LEN) as u32);
-        w.cas_word(off as usize, 0, word).is_ok()
+        self.writer().is_some_and(|w| w.pad_reservation(off, flen))
     }
 
     /// Publishes the end frame at `off`, the offset of the reservation that
@@ -407,11 +453,8 @@ impl Shared {
     /// call on every append that follows.
     #[inline]
     pub(crate) fn wake_readers(&self) {
-        if let Some(w) = self.w() {
-            let parked = w.header_u32(OFF_PARKED);
-            if parked.load(Ordering::SeqCst) != 0 && parked.swap(0, Ordering::SeqCst) != 0 {
-                self.wake_all();
-            }
+        if let Some(w) = self.writer() {
+            w.wake_readers();
         }
     }
 
@@ -464,16 +507,13 @@ impl Shared {
     /// Cheap when no mark is covered, which is almost always.
     #[inline]
     pub(crate) fn index_note(&self, off: u64, end: u64) {
-        if end >> self.index_shift > off >> self.index_shift {
-            self.index_note_marks(off, end);
+        if let Some(w) = self.writer() {
+            w.index_note(off, end);
         }
     }
 
     #[cold]
-    fn index_note_marks(&self, off: u64, end: u64) {
-        let Some(w) = self.w() else {
-            return;
-        };
+    fn index_note_marks(&self, w: Writable<'_>, off: u64, end: u64) {
         let s = self.index_shift;
         for k in (off >> s) + 1..=(end >> s).min(INDEX_SLOTS) {
             let mark = k << s;

@@ -17,7 +17,7 @@ use crossbeam_utils::CachePadded;
 use crate::boot::BootId;
 use crate::dir::{file_name, Access, LogDir};
 use crate::format::header::{initial_page, SegmentHeader};
-use crate::format::{align_up, FRAME_HEADER_LEN, HEADER_LEN, PAGE};
+use crate::format::{align_up, HEADER_LEN, PAGE};
 use crate::protocol::Shared;
 use crate::sys::map::Mapping;
 use crate::{Error, Result};
@@ -189,20 +189,20 @@ impl Segment {
     /// Log position of file offset 0.
     #[inline]
     pub(crate) fn base(&self) -> u64 {
-        self.header.base
+        self.shared.base()
     }
 
     /// The mapping length: no frame extends past it.
     #[inline]
     pub(crate) fn capacity(&self) -> u64 {
-        self.header.capacity
+        self.shared.capacity()
     }
 
     /// The last offset at which a data frame may end: room is always left
     /// for the end-of-segment frame.
     #[inline]
     pub(crate) fn data_limit(&self) -> u64 {
-        self.header.capacity - FRAME_HEADER_LEN
+        self.shared.data_limit()
     }
 
     #[inline]
