@@ -327,6 +327,31 @@ impl Log {
     }
 }
 
+/// Opening, from the options (here rather than in `options.rs`, so that the
+/// options do not depend on what they open).
+impl Options {
+    /// Opens the log at `dir` for reading and appending, creating the
+    /// directory and its first segment if they do not exist.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] for contradictory options, and any error of
+    /// [`Log::open`].
+    pub fn open(&self, dir: impl AsRef<Path>) -> Result<Log> {
+        Log::open_with(dir.as_ref(), self.resolve()?, true)
+    }
+
+    /// Opens an existing log for reading only. Files are opened `O_RDONLY`
+    /// and mapped `PROT_READ`; nothing in the directory is created, locked or
+    /// modified.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no log at `dir`, and any error of
+    /// [`Log::open_read_only`].
+    pub fn open_read_only(&self, dir: impl AsRef<Path>) -> Result<Log> {
+        Log::open_with(dir.as_ref(), self.resolve()?, false)
+    }
+}
+
 /// The thread-safety the API promises: a `Log` is shared between threads;
 /// appenders, readers and records move between them.
 const _: () = {

@@ -1,12 +1,11 @@
 //! Options for opening a log.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::format::frame::MAX_RECORD;
 use crate::format::header::{check_capacity, MAX_CAPACITY};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, PAGE};
-use crate::{Error, Log, Result};
+use crate::{Error, Result};
 
 /// Default segment capacity: 1 GiB of reserved address space per segment.
 pub const DEFAULT_SEGMENT_CAPACITY: u64 = 1 << 30;
@@ -131,27 +130,6 @@ impl Options {
     pub fn unblock_timeout(mut self, timeout: Duration) -> Self {
         self.unblock_timeout = timeout;
         self
-    }
-
-    /// Opens the log at `dir` for reading and appending, creating the
-    /// directory and its first segment if they do not exist.
-    ///
-    /// # Errors
-    /// [`Error::InvalidOptions`] for contradictory options, and any error of
-    /// [`Log::open`].
-    pub fn open(&self, dir: impl AsRef<Path>) -> Result<Log> {
-        Log::open_with(dir.as_ref(), self.resolve()?, true)
-    }
-
-    /// Opens an existing log for reading only. Files are opened `O_RDONLY`
-    /// and mapped `PROT_READ`; nothing in the directory is created, locked or
-    /// modified.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if there is no log at `dir`, and any error of
-    /// [`Log::open_read_only`].
-    pub fn open_read_only(&self, dir: impl AsRef<Path>) -> Result<Log> {
-        Log::open_with(dir.as_ref(), self.resolve()?, false)
     }
 
     /// Validates the options and fills in derived values.
