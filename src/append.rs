@@ -25,6 +25,7 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::error::{FrameDefect, PositionDefect};
 use crate::format::frame;
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::protocol::Writer;
@@ -300,7 +301,7 @@ impl Appender {
                 seg.shared().mark_dirty();
                 return Err(Error::CorruptFrame {
                     position: Position::from(seg.base().saturating_add(off)),
-                    reason: "the segment's tail word is not at a frame boundary",
+                    reason: FrameDefect::TailNotAtBoundary,
                 });
             }
             // `end` is where the next frame starts, whatever becomes of
@@ -492,7 +493,7 @@ impl Reservation<'_> {
         let Some(claim) = self.claim.take() else {
             return Err(Error::InvalidPosition {
                 position: self.position(),
-                reason: "reservation already committed",
+                reason: PositionDefect::AlreadyCommitted,
             });
         };
         let word = frame::data_word(self.position, claim.payload());

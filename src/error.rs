@@ -4,8 +4,196 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::format::header::HeaderError;
 use crate::Position;
+
+/// Declares a `#[non_exhaustive]` enum of unit variants, each with its doc
+/// and the text `Display` prints for it.
+macro_rules! defects {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $(Self::$variant => $text,)*
+                })
+            }
+        }
+    };
+}
+
+defects! {
+    /// Why a frame is not one a writer makes: the reason of
+    /// [`Error::CorruptFrame`].
+    ///
+    /// ```
+    /// # use tidelog::FrameDefect;
+    /// assert_eq!(FrameDefect::PastFile.to_string(), "frame runs past the end of its file");
+    /// ```
+    FrameDefect {
+        /// An in-progress header that is not a data frame's, or that
+        /// carries a checksum.
+        MalformedInProgress => "malformed in-progress frame header",
+        /// A padding header whose checksum or length is wrong.
+        MalformedPadding => "malformed padding frame header",
+        /// An end-of-segment header whose checksum or length is wrong.
+        MalformedEnd => "malformed end-of-segment frame header",
+        /// A header of a kind no writer makes.
+        UnknownKind => "unknown frame kind",
+        /// A frame offset that is not a multiple of 8.
+        Misaligned => "misaligned frame offset",
+        /// A record that runs into the room kept for the end-of-segment
+        /// frame.
+        IntoSegmentEnd => "record runs into the end of its segment",
+        /// A record that ends past the tail: no writer publishes past its
+        /// reservation.
+        PastReserved => "record runs past the reserved space",
+        /// Padding that ends past the tail.
+        PaddingPastReserved => "padding runs past the end of the reserved space",
+        /// An in-progress frame that ends past the tail or the data limit.
+        InProgressPastReserved => "in-progress frame runs past the reserved space",
+        /// An end-of-segment marker in a segment whose tail has not crossed
+        /// the data limit.
+        EndInPartialSegment => "end-of-segment marker in a segment that is not full",
+        /// A frame that ends past the segment's capacity.
+        PastSegment => "frame runs past the end of its segment",
+        /// A frame that ends past the end of its file (a truncated segment).
+        PastFile => "frame runs past the end of its file",
+        /// A frame still unfinished below the verified watermark.
+        UnfinishedBelowWatermark => "unfinished frame below the verified watermark",
+        /// The segment is marked sealed but has no end-of-segment marker.
+        SealedWithoutEnd => "segment marked sealed but has no end-of-segment marker",
+        /// An in-progress frame too long for one padding frame to cover.
+        TooLongToPad => "in-progress frame too long to pad over",
+        /// A write that would pass the end of the segment's reservation.
+        WritePastReservation => "write past the end of the segment reservation",
+        /// The segment's tail word is not at a frame boundary.
+        TailNotAtBoundary => "the segment's tail word is not at a frame boundary",
+        /// A published frame changed under the reader.
+        ChangedUnderReader => "published frame changed under the reader",
+    }
+}
+
+defects! {
+    /// Why a segment capacity is refused, in a header or in the options.
+    CapacityDefect {
+        /// Not a multiple of 4096.
+        NotPageMultiple => "segment capacity is not a multiple of 4096",
+        /// Below 64 KiB.
+        TooSmall => "segment capacity is below the minimum of 64 KiB",
+        /// Above 1 TiB.
+        TooLarge => "segment capacity is above the maximum of 1 TiB",
+    }
+}
+
+/// Why a segment header is refused: the reason of [`Error::CorruptHeader`].
+///
+/// ```
+/// # use tidelog::HeaderDefect;
+/// let d = HeaderDefect::Checksum { stored: 1, computed: 2 };
+/// assert_eq!(
+///     d.to_string(),
+///     "header checksum mismatch (stored 0x00000001, computed 0x00000002)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderDefect {
+    /// The static header does not match its checksum.
+    Checksum {
+        /// The checksum stored in the header.
+        stored: u32,
+        /// The checksum of the bytes found.
+        computed: u32,
+    },
+    /// The header length field is not 4096.
+    HeaderLength,
+    /// An impossible capacity.
+    Capacity(CapacityDefect),
+    /// The base position is not a multiple of 4096.
+    BaseMisaligned,
+    /// The base position plus the capacity passes 2^62.
+    BaseOutOfRange,
+    /// The base position does not match the file name.
+    BaseNotFileName,
+    /// The segment index does not follow its predecessor's.
+    IndexNotSuccessor,
+    /// The segment index cannot have a successor.
+    IndexOutOfRange,
+}
+
+impl fmt::Display for HeaderDefect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Checksum { stored, computed } => write!(
+                f,
+                "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Self::HeaderLength => f.write_str("header length is not 4096"),
+            Self::Capacity(c) => c.fmt(f),
+            Self::BaseMisaligned => f.write_str("segment base position is not a multiple of 4096"),
+            Self::BaseOutOfRange => f.write_str("segment base position is out of range"),
+            Self::BaseNotFileName => {
+                f.write_str("base position in the header does not match the file name")
+            }
+            Self::IndexNotSuccessor => {
+                f.write_str("segment index does not follow its predecessor's")
+            }
+            Self::IndexOutOfRange => f.write_str("segment index out of range"),
+        }
+    }
+}
+
+defects! {
+    /// Why a position is refused: the reason of [`Error::InvalidPosition`].
+    PositionDefect {
+        /// Before the oldest segment's first position.
+        BeforeOldestSegment => "before the oldest segment",
+        /// In a segment's header, or past a full segment's end.
+        OutsideDataArea => "not inside a segment's data area",
+        /// Not a multiple of 8, or not a frame's first byte.
+        NotAtFrameBoundary => "not at a frame boundary",
+        /// Past the end of the log.
+        PastEnd => "past the end of the log",
+        /// Inside a frame of the log: a walk from a proven boundary passes
+        /// over it.
+        InsideFrame => "not the start of a record: a frame of this log spans it",
+        /// A reservation committed twice.
+        AlreadyCommitted => "reservation already committed",
+    }
+}
+
+/// Why options are refused: the reason of [`Error::InvalidOptions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OptionsDefect {
+    /// An impossible segment capacity.
+    Capacity(CapacityDefect),
+    /// A growth step of zero.
+    ZeroGrowStep,
+    /// A growth step above 1 TiB.
+    GrowStepTooLarge,
+    /// A record size limit that does not fit in a segment of the capacity.
+    RecordDoesNotFit,
+}
+
+impl fmt::Display for OptionsDefect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Capacity(c) => c.fmt(f),
+            Self::ZeroGrowStep => f.write_str("grow step must not be zero"),
+            Self::GrowStepTooLarge => f.write_str("grow step is above the maximum of 1 TiB"),
+            Self::RecordDoesNotFit => {
+                f.write_str("max record size does not fit in a segment of this capacity")
+            }
+        }
+    }
+}
 
 /// Everything that can go wrong, one variant per cause.
 ///
@@ -91,7 +279,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: &'static str,
+        reason: HeaderDefect,
     },
     /// A frame header at `position` is not one a writer produces, or claims
     /// bytes the file does not hold.
@@ -99,7 +287,7 @@ pub enum Error {
         /// Where the frame starts.
         position: Position,
         /// What is wrong.
-        reason: &'static str,
+        reason: FrameDefect,
     },
     /// The record at `position` does not match its checksum. Its bytes are
     /// not handed out.
@@ -133,7 +321,7 @@ pub enum Error {
         /// The position given.
         position: Position,
         /// Why it was refused.
-        reason: &'static str,
+        reason: PositionDefect,
     },
     /// A file in the log directory that carries the name of a segment or a
     /// lock file is not a regular file: a symbolic link, a FIFO, a socket, a
@@ -161,7 +349,7 @@ pub enum Error {
     /// The options contradict each other or the format's limits.
     InvalidOptions {
         /// What is wrong.
-        reason: &'static str,
+        reason: OptionsDefect,
     },
 }
 
@@ -174,25 +362,6 @@ impl Error {
             Some(libc::EACCES) | Some(libc::EPERM) => Self::PermissionDenied { op, path, source },
             Some(libc::EROFS) => Self::ReadOnlyFileSystem { op, path },
             _ => Self::Io { op, path, source },
-        }
-    }
-
-    pub(crate) fn header(path: impl Into<PathBuf>, e: HeaderError) -> Self {
-        let path = path.into();
-        match e {
-            HeaderError::Truncated { len } => Self::TruncatedHeader { path, len },
-            HeaderError::BadMagic => Self::NotASegment { path },
-            HeaderError::UnsupportedVersion { found } => Self::UnsupportedVersion {
-                path,
-                found,
-                supported: crate::format::header::VERSION,
-            },
-            HeaderError::UnsupportedFeatures { flags } => Self::UnsupportedFeatures { path, flags },
-            HeaderError::BadChecksum { .. } => Self::CorruptHeader {
-                path,
-                reason: "header checksum mismatch",
-            },
-            HeaderError::Invalid { reason } => Self::CorruptHeader { path, reason },
         }
     }
 

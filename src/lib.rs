@@ -78,7 +78,9 @@ mod store;
 mod sys;
 
 pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
-pub use error::{Error, Result};
+pub use error::{
+    CapacityDefect, Error, FrameDefect, HeaderDefect, OptionsDefect, PositionDefect, Result,
+};
 pub use log::{Log, SegmentInfo};
 pub use options::{
     Options, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::append::Appender;
 use crate::dir::LogDir;
+use crate::error::PositionDefect;
 use crate::format::{FRAME_ALIGN, HEADER_LEN};
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
@@ -182,10 +183,10 @@ impl Log {
         let invalid = |reason| Error::InvalidPosition { position, reason };
         let bases = self.inner.dir.segments()?;
         let Some(&base) = bases.iter().rev().find(|&&b| b <= pos) else {
-            return Err(invalid("before the oldest segment"));
+            return Err(invalid(PositionDefect::BeforeOldestSegment));
         };
         let Some(seg) = self.inner.segment(base)? else {
-            return Err(invalid("before the oldest segment"));
+            return Err(invalid(PositionDefect::BeforeOldestSegment));
         };
         let off = pos - base;
         if off >= seg.capacity() {
@@ -196,14 +197,14 @@ impl Log {
                 let end = seg.capacity();
                 return Ok(Reader::new(Arc::clone(&self.inner), seg, end));
             }
-            return Err(invalid("not inside a segment's data area"));
+            return Err(invalid(PositionDefect::OutsideDataArea));
         }
         if off < HEADER_LEN || !off.is_multiple_of(FRAME_ALIGN) {
-            return Err(invalid("not at a frame boundary"));
+            return Err(invalid(PositionDefect::NotAtFrameBoundary));
         }
         let tail = seg.shared().reserved_end();
         if off > tail {
-            return Err(invalid("past the end of the log"));
+            return Err(invalid(PositionDefect::PastEnd));
         }
         if off == HEADER_LEN || off == tail {
             // Boundaries by construction: the first frame, and the tail

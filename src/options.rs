@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::error::OptionsDefect;
 use crate::format::frame::MAX_RECORD;
 use crate::format::header::{check_capacity, MAX_CAPACITY};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, PAGE};
@@ -134,10 +135,12 @@ impl Options {
 
     /// Validates the options and fills in derived values.
     pub(crate) fn resolve(&self) -> Result<Resolved> {
-        check_capacity(self.segment_capacity).map_err(|reason| Error::InvalidOptions { reason })?;
+        check_capacity(self.segment_capacity).map_err(|c| Error::InvalidOptions {
+            reason: OptionsDefect::Capacity(c),
+        })?;
         if self.grow_step == 0 {
             return Err(Error::InvalidOptions {
-                reason: "grow step must not be zero",
+                reason: OptionsDefect::ZeroGrowStep,
             });
         }
         let page = crate::sys::calls::page_size().max(PAGE);
@@ -145,7 +148,7 @@ impl Options {
             Some(s) if s <= MAX_CAPACITY => s,
             _ => {
                 return Err(Error::InvalidOptions {
-                    reason: "grow step is above the maximum of 1 TiB",
+                    reason: OptionsDefect::GrowStepTooLarge,
                 })
             }
         };
@@ -156,7 +159,7 @@ impl Options {
         let max_record_size = match self.max_record_size {
             Some(m) if m > fits => {
                 return Err(Error::InvalidOptions {
-                    reason: "max record size does not fit in a segment of this capacity",
+                    reason: OptionsDefect::RecordDoesNotFit,
                 })
             }
             Some(m) => m,

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::boot::BootId;
+use crate::error::FrameDefect;
 use crate::format::frame::{self, Header};
 use crate::format::header::{
     decode_index_entry, encode_index_entry, index_entry_offset, index_shift, SegmentHeader,
@@ -411,7 +412,7 @@ impl Shared {
                 if pad > u64::from(frame::MAX_PADDING) {
                     return Err(Error::CorruptFrame {
                         position: Position::from(position),
-                        reason: "in-progress frame too long to pad over",
+                        reason: FrameDefect::TooLongToPad,
                     });
                 }
                 let word = frame::padding_word(position, pad as u32);

@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::{FrameDefect, PositionDefect};
 use crate::format::frame::{self, Header};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::segment::Segment;
@@ -297,7 +298,7 @@ impl Reader {
             }),
             _ => Err(Error::CorruptFrame {
                 position: Position::from(pos),
-                reason: "published frame changed under the reader",
+                reason: FrameDefect::ChangedUnderReader,
             }),
         }
     }
@@ -317,7 +318,7 @@ impl Reader {
                 } else if pos > target {
                     return Err(Error::InvalidPosition {
                         position: Position::from(target),
-                        reason: "not the start of a record: a frame of this log spans it",
+                        reason: PositionDefect::InsideFrame,
                     });
                 }
             }
@@ -341,7 +342,7 @@ impl Reader {
                     if next > self.seg.data_limit() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
-                            reason: "record runs into the end of its segment",
+                            reason: FrameDefect::IntoSegmentEnd,
                         });
                     }
                     if let Err(computed) = frame::check_data(pos, len, crc, payload) {
@@ -362,7 +363,7 @@ impl Reader {
                         if next > self.tail_seen {
                             return Err(Error::CorruptFrame {
                                 position: Position::from(pos),
-                                reason: "record runs past the reserved space",
+                                reason: FrameDefect::PastReserved,
                             });
                         }
                     }
@@ -383,7 +384,7 @@ impl Reader {
                     if next > self.seg.shared().reserved_end() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
-                            reason: "padding runs past the end of the reserved space",
+                            reason: FrameDefect::PaddingPastReserved,
                         });
                     }
                     self.off = next;
@@ -396,7 +397,7 @@ impl Reader {
                     if self.seg.shared().tail() <= self.seg.data_limit() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
-                            reason: "end-of-segment marker in a segment that is not full",
+                            reason: FrameDefect::EndInPartialSegment,
                         });
                     }
                     if self.stop_at.is_some() {
@@ -442,7 +443,7 @@ impl Reader {
                     if end > self.seg.capacity() {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
-                            reason: "frame runs past the end of its segment",
+                            reason: FrameDefect::PastSegment,
                         });
                     }
                     // A published frame: its writer grew the file to cover
@@ -453,7 +454,7 @@ impl Reader {
                         None => {
                             return Err(Error::CorruptFrame {
                                 position: Position::from(pos),
-                                reason: "frame runs past the end of its file",
+                                reason: FrameDefect::PastFile,
                             })
                         }
                     }
@@ -477,17 +478,17 @@ impl Reader {
     /// frame could swallow records appended after it. `checked` is rarely
     /// written, so its load is a cache hit; the contended tail is loaded
     /// only when the frame ends past the copy the reader holds.
-    fn unfinished_is_corrupt(&mut self, off: u64, h: Header) -> Option<&'static str> {
+    fn unfinished_is_corrupt(&mut self, off: u64, h: Header) -> Option<FrameDefect> {
         let checked = self.seg.shared().checked();
         if off < checked && checked <= self.seg.capacity() {
-            return Some("unfinished frame below the verified watermark");
+            return Some(FrameDefect::UnfinishedBelowWatermark);
         }
         if self.seg.shared().is_sealed() && self.seg.shared().tail() <= self.seg.data_limit() {
             // Sealing moves the tail past the data limit before the bit is
             // set: this segment claims to be sealed but has no end frame,
             // and nothing will ever be appended here. Waiting would be
             // forever; a writable open repairs it.
-            return Some("segment marked sealed but has no end-of-segment marker");
+            return Some(FrameDefect::SealedWithoutEnd);
         }
         if let Header::InProgress { len } = h {
             let end = off + frame::frame_len(len);
@@ -495,7 +496,7 @@ impl Reader {
                 self.tail_seen = self.seg.shared().tail();
             }
             if end > self.tail_seen || end > self.seg.data_limit() {
-                return Some("in-progress frame runs past the reserved space");
+                return Some(FrameDefect::InProgressPastReserved);
             }
         }
         None

@@ -16,7 +16,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::boot::BootId;
 use crate::dir::{file_name, Access, LogDir};
-use crate::format::header::{initial_page, SegmentHeader};
+use crate::error::{FrameDefect, HeaderDefect};
+use crate::format::header::{initial_page, HeaderError, SegmentHeader, VERSION};
 use crate::format::{align_up, HEADER_LEN, PAGE};
 use crate::protocol::Shared;
 use crate::sys::map::Mapping;
@@ -38,6 +39,26 @@ pub(crate) struct Segment {
     populated: CachePadded<AtomicU64>,
     /// Cleared if the kernel refuses `MADV_POPULATE_WRITE` (before 5.14).
     can_populate: AtomicBool,
+}
+
+/// The error for a header that [`SegmentHeader::decode`] refused.
+fn header_error(path: &Path, e: HeaderError) -> Error {
+    let path = path.to_owned();
+    match e {
+        HeaderError::Truncated { len } => Error::TruncatedHeader { path, len },
+        HeaderError::BadMagic => Error::NotASegment { path },
+        HeaderError::UnsupportedVersion { found } => Error::UnsupportedVersion {
+            path,
+            found,
+            supported: VERSION,
+        },
+        HeaderError::UnsupportedFeatures { flags } => Error::UnsupportedFeatures { path, flags },
+        HeaderError::BadChecksum { stored, computed } => Error::CorruptHeader {
+            path,
+            reason: HeaderDefect::Checksum { stored, computed },
+        },
+        HeaderError::Invalid { reason } => Error::CorruptHeader { path, reason },
+    }
 }
 
 fn now_nanos() -> u64 {
@@ -76,14 +97,14 @@ impl Segment {
         let n = (len.min(64)) as usize;
         file.read_exact_at(&mut buf[..n], 0)
             .map_err(|e| Error::io("read segment header", &path, e))?;
-        let header = SegmentHeader::decode(&buf[..n]).map_err(|e| Error::header(&path, e))?;
+        let header = SegmentHeader::decode(&buf[..n]).map_err(|e| header_error(&path, e))?;
         if len < HEADER_LEN {
             return Err(Error::TruncatedHeader { path, len });
         }
         if header.base != base {
             return Err(Error::CorruptHeader {
                 path,
-                reason: "base position in the header does not match the file name",
+                reason: HeaderDefect::BaseNotFileName,
             });
         }
         let map = Mapping::new(&file, header.capacity, writable)
@@ -242,7 +263,7 @@ impl Segment {
         if end > cap {
             return Err(Error::CorruptFrame {
                 position: (self.base() + end).into(),
-                reason: "write past the end of the segment reservation",
+                reason: FrameDefect::WritePastReservation,
             });
         }
         // Another writer may have grown the file already.

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::boot::{BootId, BOOT_ID_PATH};
 use crate::dir::{file_name, LogDir};
+use crate::error::HeaderDefect;
 use crate::format::header::SegmentHeader;
 use crate::format::HEADER_LEN;
 use crate::liveness::{self, Registration};
@@ -59,7 +60,7 @@ fn successor_index(seg: &Segment) -> Result<u64> {
         .checked_add(1)
         .ok_or(Error::CorruptHeader {
             path: seg.path().to_owned(),
-            reason: "segment index out of range",
+            reason: HeaderDefect::IndexOutOfRange,
         })
 }
 
@@ -268,7 +269,7 @@ impl Store {
             if Some(seg.header().index) != cur.header().index.checked_add(1) {
                 return Err(Error::CorruptHeader {
                     path: seg.path().to_owned(),
-                    reason: "segment index does not follow its predecessor's",
+                    reason: HeaderDefect::IndexNotSuccessor,
                 });
             }
             return Ok(Some(seg));

@@ -115,8 +115,22 @@ fn a_corrupted_header_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (seg, _) = make_log(tmp.path(), 3);
     patch(&seg, 20, &[0xff]); // inside the capacity field
+    let stored = u32::from_le_bytes(fs::read(&seg).unwrap()[56..60].try_into().unwrap());
     for r in both_modes(tmp.path()) {
-        assert!(matches!(r, Err(Error::CorruptHeader { .. })), "{r:?}");
+        match r {
+            Err(
+                ref e @ Error::CorruptHeader {
+                    reason: tidelog::HeaderDefect::Checksum { stored: s, computed },
+                    ..
+                },
+            ) => {
+                // Both checksums are kept, for whoever looks into it.
+                assert_eq!(s, stored);
+                assert_ne!(computed, stored);
+                assert!(e.to_string().contains(&format!("{stored:#010x}")), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
 

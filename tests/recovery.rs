@@ -706,7 +706,7 @@ fn a_stale_sealed_bit_on_the_only_segment_is_repaired() {
     match r.try_next() {
         Err(tidelog::Error::CorruptFrame { position, reason }) => {
             assert_eq!(u64::from(position), end);
-            assert!(reason.contains("sealed"), "{reason}");
+            assert_eq!(reason, tidelog::FrameDefect::SealedWithoutEnd);
         }
         other => panic!("{:?}", other.map(|o| o.map(|r| r.to_vec()))),
     }

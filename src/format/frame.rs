@@ -19,6 +19,7 @@
 //! validates, and mixing in `meta` means a flipped length bit is caught.
 
 use super::{FRAME_ALIGN, FRAME_HEADER_LEN};
+use crate::error::FrameDefect;
 
 /// The largest payload a frame can describe (28 bits of length).
 pub const MAX_PAYLOAD: u32 = (1 << 28) - 1;
@@ -163,7 +164,7 @@ pub fn end_word(position: u64) -> u64 {
 ///
 /// Only the header is checked here; a `Data` frame's payload CRC is checked
 /// by [`check_data`] once the payload is in bounds.
-pub fn decode(word: u64, position: u64) -> Result<Header, &'static str> {
+pub fn decode(word: u64, position: u64) -> Result<Header, FrameDefect> {
     if word == 0 {
         return Ok(Header::Empty);
     }
@@ -173,7 +174,7 @@ pub fn decode(word: u64, position: u64) -> Result<Header, &'static str> {
     let kind = (m >> KIND_SHIFT) & KIND_MASK;
     if m & IN_PROGRESS != 0 {
         if kind != Kind::Data as u32 || stored != 0 {
-            return Err("malformed in-progress frame header");
+            return Err(FrameDefect::MalformedInProgress);
         }
         return Ok(Header::InProgress { len });
     }
@@ -181,17 +182,17 @@ pub fn decode(word: u64, position: u64) -> Result<Header, &'static str> {
         k if k == Kind::Data as u32 => Ok(Header::Data { len, crc: stored }),
         k if k == Kind::Padding as u32 => {
             if stored != crc(position, m, &[]) || !(len as u64).is_multiple_of(FRAME_ALIGN) {
-                return Err("malformed padding frame header");
+                return Err(FrameDefect::MalformedPadding);
             }
             Ok(Header::Padding { len })
         }
         k if k == Kind::End as u32 => {
             if len != 0 || stored != crc(position, m, &[]) {
-                return Err("malformed end-of-segment frame header");
+                return Err(FrameDefect::MalformedEnd);
             }
             Ok(Header::End)
         }
-        _ => Err("unknown frame kind"),
+        _ => Err(FrameDefect::UnknownKind),
     }
 }
 
@@ -225,7 +226,7 @@ pub enum ParseError {
     /// The buffer ends inside the frame.
     Truncated,
     /// The header word is invalid.
-    Malformed(&'static str),
+    Malformed(FrameDefect),
     /// The payload does not match its CRC.
     Checksum {
         /// CRC in the header.

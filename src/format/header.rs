@@ -35,6 +35,7 @@
 //! never mixes them from two moments.
 
 use super::{HEADER_LEN, PAGE};
+use crate::error::{CapacityDefect, HeaderDefect};
 
 /// The eight bytes every segment file starts with.
 pub const MAGIC: [u8; 8] = *b"TIDELOG\0";
@@ -182,7 +183,7 @@ pub enum HeaderError {
     /// A field holds a value no writer produces.
     Invalid {
         /// Which field and why.
-        reason: &'static str,
+        reason: HeaderDefect,
     },
 }
 
@@ -206,7 +207,7 @@ impl std::fmt::Display for HeaderError {
                     "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
                 )
             }
-            Self::Invalid { reason } => f.write_str(reason),
+            Self::Invalid { reason } => reason.fmt(f),
         }
     }
 }
@@ -224,15 +225,15 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 /// Checks a segment capacity: a page multiple between the limits.
-pub fn check_capacity(capacity: u64) -> Result<(), &'static str> {
+pub fn check_capacity(capacity: u64) -> Result<(), CapacityDefect> {
     if !capacity.is_multiple_of(PAGE) {
-        return Err("segment capacity is not a multiple of 4096");
+        return Err(CapacityDefect::NotPageMultiple);
     }
     if capacity < MIN_CAPACITY {
-        return Err("segment capacity is below the minimum of 64 KiB");
+        return Err(CapacityDefect::TooSmall);
     }
     if capacity > MAX_CAPACITY {
-        return Err("segment capacity is above the maximum of 1 TiB");
+        return Err(CapacityDefect::TooLarge);
     }
     Ok(())
 }
@@ -316,22 +317,24 @@ impl SegmentHeader {
         }
         if u64::from(u32_at(bytes, 12)) != HEADER_LEN {
             return Err(HeaderError::Invalid {
-                reason: "header length is not 4096",
+                reason: HeaderDefect::HeaderLength,
             });
         }
         let capacity = u64_at(bytes, 16);
-        check_capacity(capacity).map_err(|reason| HeaderError::Invalid { reason })?;
+        check_capacity(capacity).map_err(|c| HeaderError::Invalid {
+            reason: HeaderDefect::Capacity(c),
+        })?;
         let base = u64_at(bytes, 24);
         if !base.is_multiple_of(PAGE) {
             return Err(HeaderError::Invalid {
-                reason: "segment base position is not a multiple of 4096",
+                reason: HeaderDefect::BaseMisaligned,
             });
         }
         match base.checked_add(capacity) {
             Some(end) if end <= MAX_POSITION => {}
             _ => {
                 return Err(HeaderError::Invalid {
-                    reason: "segment base position is out of range",
+                    reason: HeaderDefect::BaseOutOfRange,
                 })
             }
         }

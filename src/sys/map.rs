@@ -193,7 +193,7 @@ pub(crate) enum Slot<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotError {
     /// The header word is not one a writer produces.
-    Malformed(&'static str),
+    Malformed(crate::error::FrameDefect),
     /// The frame extends past `readable_end`.
     Beyond {
         /// Where the frame would end.
@@ -360,7 +360,7 @@ impl Mapping {
             });
         }
         let Some(w) = self.load_word(off) else {
-            return Err(SlotError::Malformed("misaligned frame offset"));
+            return Err(SlotError::Malformed(crate::error::FrameDefect::Misaligned));
         };
         match frame::decode(w, position).map_err(SlotError::Malformed)? {
             Header::Data { len, crc } => {
