@@ -65,7 +65,11 @@ mod boot;
 mod dir;
 mod durability;
 mod error;
+#[cfg(feature = "unstable-internals")]
+#[doc(hidden)]
 pub mod format;
+#[cfg(not(feature = "unstable-internals"))]
+mod format;
 mod liveness;
 mod log;
 mod options;

@@ -209,6 +209,7 @@ pub fn check_data(position: u64, len: u32, stored: u32, payload: &[u8]) -> Resul
     }
 }
 
+#[cfg(any(test, feature = "unstable-internals"))]
 /// A frame parsed out of a byte buffer by [`parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed<'a> {
@@ -220,6 +221,7 @@ pub struct Parsed<'a> {
     pub len: u64,
 }
 
+#[cfg(any(test, feature = "unstable-internals"))]
 /// Why [`parse`] refused a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
@@ -238,6 +240,7 @@ pub enum ParseError {
     NonZeroAlignment,
 }
 
+#[cfg(any(test, feature = "unstable-internals"))]
 /// Parses the complete frame at the start of `buf`, which sits at log
 /// position `position`. Empty and in-progress headers parse as themselves
 /// with an empty payload; their `len` is the header alone for `Empty` and the
@@ -274,6 +277,7 @@ pub fn parse(buf: &[u8], position: u64) -> Result<Parsed<'_>, ParseError> {
     })
 }
 
+#[cfg(any(test, feature = "unstable-internals"))]
 /// Appends the canonical bytes of a data frame at `position` to `out`.
 pub fn encode_data(position: u64, payload: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
@@ -282,6 +286,7 @@ pub fn encode_data(position: u64, payload: &[u8], out: &mut Vec<u8>) {
     out.resize(start + frame_len(payload.len() as u32) as usize, 0);
 }
 
+#[cfg(any(test, feature = "unstable-internals"))]
 /// Appends the canonical bytes of a frame as [`parse`] returned it, so that
 /// `encode(parse(b)) == b[..len]` for every buffer that parses. Padding
 /// payload is not preserved by `parse` and comes out as zeros.
