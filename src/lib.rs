@@ -70,6 +70,9 @@ mod error;
 pub mod format;
 #[cfg(not(feature = "unstable-internals"))]
 mod format;
+#[cfg(feature = "unstable-internals")]
+#[doc(hidden)]
+pub mod internals;
 mod liveness;
 mod log;
 mod options;

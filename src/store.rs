@@ -47,7 +47,12 @@ pub(crate) struct Store {
     dir_synced: AtomicU64,
 }
 
+/// The creation time written into a new segment's header.
 fn now_nanos() -> u64 {
+    #[cfg(feature = "unstable-internals")]
+    if let Some((nanos, _)) = crate::internals::pinned() {
+        return nanos;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

@@ -120,7 +120,11 @@ fn a_corrupted_header_is_refused() {
         match r {
             Err(
                 ref e @ Error::CorruptHeader {
-                    reason: tidelog::HeaderDefect::Checksum { stored: s, computed },
+                    reason:
+                        tidelog::HeaderDefect::Checksum {
+                            stored: s,
+                            computed,
+                        },
                     ..
                 },
             ) => {
