@@ -31,10 +31,6 @@ impl BootId {
     /// # Errors
     /// The file cannot be read, or does not hold a boot id.
     pub(crate) fn current() -> std::io::Result<BootId> {
-        #[cfg(feature = "unstable-internals")]
-        if let Some((_, boot)) = crate::internals::pinned() {
-            return Ok(boot);
-        }
         let text = std::fs::read_to_string(BOOT_ID_PATH)?;
         Self::parse(&text).ok_or_else(|| {
             std::io::Error::new(

@@ -47,6 +47,15 @@ pub(crate) struct Store {
     dir_synced: AtomicU64,
 }
 
+/// The kernel's boot id now (see `boot`).
+fn current_boot() -> std::io::Result<BootId> {
+    #[cfg(feature = "unstable-internals")]
+    if let Some((_, boot)) = crate::internals::pinned() {
+        return Ok(boot);
+    }
+    BootId::current()
+}
+
 /// The creation time written into a new segment's header.
 fn now_nanos() -> u64 {
     #[cfg(feature = "unstable-internals")]
@@ -94,7 +103,7 @@ impl Store {
         } else {
             open(last)?
         };
-        let boot = BootId::current().unwrap_or(BootId::UNKNOWN);
+        let boot = current_boot().unwrap_or(BootId::UNKNOWN);
         Ok(Self::assemble(
             dir,
             opts,
@@ -111,8 +120,8 @@ impl Store {
     pub(crate) fn open_writable(dir: LogDir, opts: Resolved) -> Result<Store> {
         // Without it a process crash could not be told from a restart, and
         // recovery after a crash would cut acknowledged records.
-        let boot = BootId::current()
-            .map_err(|e| Error::io("read the kernel's boot id", BOOT_ID_PATH, e))?;
+        let boot =
+            current_boot().map_err(|e| Error::io("read the kernel's boot id", BOOT_ID_PATH, e))?;
         let ((ends, recovery), registration) =
             Registration::register(&dir, opts.file_mode, |alone| {
                 Self::open_segments(&dir, &opts, alone, boot)
