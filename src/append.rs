@@ -52,6 +52,27 @@ const PRETOUCH_CHUNK: u64 = 16 << 10;
 ///
 /// Each thread should have its own appender; appenders in one process or in
 /// many append concurrently without locks.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let log = tidelog::Log::open(tmp.path())?;
+/// std::thread::scope(|s| {
+///     for t in 0..4u8 {
+///         let mut appender = log.appender()?;
+///         s.spawn(move || appender.append(&[t; 16]).map(|_| ()));
+///     }
+///     Ok::<_, tidelog::Error>(())
+/// })?;
+/// let mut reader = log.reader();
+/// let mut n = 0;
+/// while reader.try_next()?.is_some() {
+///     n += 1;
+/// }
+/// assert_eq!(n, 4);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Appender {
     log: Arc<Store>,
@@ -463,6 +484,25 @@ fn publish_batch(
 
 /// Room for one record, reserved in the log and written in place. Obtained
 /// from [`Appender::reserve`]; dereferences to the record's bytes.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let log = tidelog::Log::open(tmp.path())?;
+/// let mut appender = log.appender()?;
+/// // Serialize straight into the log: no intermediate buffer.
+/// let mut r = appender.reserve(8)?;
+/// r.copy_from_slice(&42u64.to_le_bytes());
+/// let pos = r.commit()?;
+/// // A reservation dropped without `commit` leaves nothing for readers.
+/// drop(appender.reserve(100)?);
+/// let mut reader = log.reader();
+/// let record = reader.try_next()?.unwrap();
+/// assert_eq!((record.position(), &*record), (pos, &42u64.to_le_bytes()[..]));
+/// assert!(reader.try_next()?.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Reservation<'a> {
     log: &'a Arc<Store>,

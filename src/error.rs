@@ -200,6 +200,27 @@ impl fmt::Display for OptionsDefect {
 /// Corruption is never reported as text inside an [`io::Error`]: a torn
 /// tail, a damaged record in the middle of the log and a file that is not a
 /// log at all are different variants, so callers can react to each.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use tidelog::{Error, Log};
+///
+/// match Log::open_read_only(tmp.path().join("no such log")) {
+///     Err(Error::NotFound { path }) => assert!(path.ends_with("no such log")),
+///     other => panic!("{other:?}"),
+/// }
+/// let log = Log::open(tmp.path())?;
+/// match log.appender()?.append(&vec![0; 17 << 20]) {
+///     Err(e @ Error::RecordTooLarge { .. }) => {
+///         assert!(!e.is_corruption());
+///         assert!(e.to_string().contains("exceeds the limit"));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

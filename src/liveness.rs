@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
 
-use fs2::FileExt as _;
+use fs2::FileExt;
 
 use crate::dir::{Access, LogDir};
 use crate::{Error, Result};
@@ -106,8 +106,8 @@ impl Registration {
         // With `open.lock` held, nobody else is trying for an exclusive lock
         // on `writers.lock`, so taking (or converting to) a shared one cannot
         // deadlock, and no opener can slip in between and run recovery.
-        liveness
-            .lock_shared()
+        // fs2's flock(2), named in full: newer `std` has a `File::lock_shared`.
+        FileExt::lock_shared(&liveness)
             .map_err(|e| Error::io("lock", dir.join(WRITERS_LOCK), e))?;
         drop(open_lock);
         Ok((

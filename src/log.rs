@@ -150,6 +150,16 @@ impl Log {
     }
 
     /// A reader positioned at the oldest record.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// log.appender()?.append(b"first")?;
+    /// assert_eq!(&*log.reader().try_next()?.unwrap(), b"first");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reader(&self) -> Reader {
         Reader::new(
             Arc::clone(&self.inner),
@@ -174,6 +184,25 @@ impl Log {
     /// position is not published yet, the walk finishes once it is (the
     /// reader's first [`try_next`](Reader::try_next) calls continue it);
     /// if one is damaged, the reader reports that damage.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut appender = log.appender()?;
+    /// appender.append(b"seen before")?;
+    /// let resume = appender.append(b"not yet processed")?;
+    /// let mut reader = log.reader_at(resume)?;
+    /// assert_eq!(&*reader.try_next()?.unwrap(), b"not yet processed");
+    /// // A position inside a record is refused, whatever its bytes hold.
+    /// let inside = tidelog::Position::from(resume.get() + 8);
+    /// assert!(matches!(
+    ///     log.reader_at(inside),
+    ///     Err(tidelog::Error::InvalidPosition { .. })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidPosition`] for a position outside the log or not at a
@@ -222,6 +251,20 @@ impl Log {
     /// The position the next record appended will have, unless appends in
     /// other threads or processes come first: where a reader that wants only
     /// new records starts.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// log.appender()?.append(b"old news")?;
+    /// // A consumer that only wants what comes next:
+    /// let mut reader = log.reader_at(log.end_position()?)?;
+    /// assert!(reader.try_next()?.is_none());
+    /// log.appender()?.append(b"fresh")?;
+    /// assert_eq!(&*reader.try_next()?.unwrap(), b"fresh");
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// I/O errors from looking up the newest segment.
@@ -304,6 +347,16 @@ impl Log {
     /// Commit or drop this thread's open [`Reservation`](crate::Reservation)s
     /// first: the flush waits for them like for any writer's, and after the
     /// unblock timeout pads them over (their `commit` then appends again).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// log.appender()?.append(b"payment 7: settled")?;
+    /// log.flush()?; // now it survives a power cut too
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// I/O errors from `msync` or `fsync`; [`Error::SegmentRemoved`] if

@@ -14,6 +14,24 @@ use crate::sys::map::{Slot, SlotError};
 use crate::{Error, Position, Result};
 
 /// How a reader waits for records that have not been appended yet.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use std::time::Duration;
+/// use tidelog::{Log, WaitStrategy};
+///
+/// let log = Log::open(tmp.path())?;
+/// // Lowest latency, one core busy while idle:
+/// let mut spinning = log.reader().with_wait_strategy(WaitStrategy::Spin);
+/// // No CPU while idle; woken by the appender through a futex:
+/// let mut parked = log.reader().with_wait_strategy(WaitStrategy::Park);
+/// log.appender()?.append(b"tick")?;
+/// assert_eq!(&*spinning.next_timeout(Duration::from_secs(1))?.unwrap(), b"tick");
+/// assert_eq!(&*parked.next_timeout(Duration::from_secs(1))?.unwrap(), b"tick");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WaitStrategy {
@@ -46,6 +64,30 @@ const READ_ONLY_PARK: Duration = Duration::from_millis(1);
 ///
 /// A reader only ever sees published records, each exactly once, in log
 /// order, and verifies each record's CRC before handing out its bytes.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use tidelog::Log;
+///
+/// let log = Log::open(tmp.path())?;
+/// let mut appender = log.appender()?;
+/// for order in [&b"order 1"[..], b"order 2"] {
+///     appender.append(order)?;
+/// }
+/// // In a consumer (any process): every record so far, then `None`.
+/// let mut reader = Log::open_read_only(tmp.path())?.reader();
+/// let mut seen = Vec::new();
+/// while let Some(record) = reader.try_next()? {
+///     seen.push(record.to_vec());
+/// }
+/// assert_eq!(seen, [b"order 1".to_vec(), b"order 2".to_vec()]);
+/// // Later records are read from where the reader stands.
+/// appender.append(b"order 3")?;
+/// assert_eq!(&*reader.try_next()?.unwrap(), b"order 3");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Reader {
     log: Arc<Store>,
@@ -81,6 +123,23 @@ pub struct Reader {
 ///
 /// Dereferences to the payload bytes. The borrow ends before the reader can
 /// move on, so the bytes stay mapped while the record lives.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let log = tidelog::Log::open(tmp.path())?;
+/// let pos = log.appender()?.append(b"hello")?;
+/// let mut reader = log.reader();
+/// let record = reader.try_next()?.expect("a record");
+/// assert_eq!(record.position(), pos);
+/// assert_eq!(record.len(), 5); // through `Deref<Target = [u8]>`
+/// assert!(record.starts_with(b"he"));
+/// // Where to resume after it, in this process or another:
+/// let resume = record.next_position();
+/// assert!(log.reader_at(resume)?.try_next()?.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
     payload: &'a [u8],
@@ -220,6 +279,18 @@ impl Reader {
     /// The next record, or `None` if none has been published yet. Never
     /// blocks.
     ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut reader = log.reader();
+    /// assert!(reader.try_next()?.is_none());
+    /// log.appender()?.append(b"now")?;
+    /// assert_eq!(&*reader.try_next()?.unwrap(), b"now");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::ChecksumMismatch`] or [`Error::CorruptFrame`] with the
     /// position of a damaged frame (the reader stays there; call
@@ -235,6 +306,17 @@ impl Reader {
     /// The next record, waiting up to `timeout` for one to be published.
     /// `None` if the time ran out.
     ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut reader = log.reader();
+    /// assert!(reader.next_timeout(Duration::from_millis(10))?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// The errors of [`try_next`](Self::try_next).
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Record<'_>>> {
@@ -246,6 +328,21 @@ impl Reader {
     }
 
     /// The next record, waiting as long as it takes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut reader = log.reader();
+    /// let producer = {
+    ///     let mut appender = log.appender()?;
+    ///     std::thread::spawn(move || appender.append(b"late").map(|_| ()))
+    /// };
+    /// assert_eq!(&*reader.next_blocking()?, b"late");
+    /// producer.join().unwrap()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// The errors of [`try_next`](Self::try_next).
@@ -274,6 +371,27 @@ impl Reader {
     /// Call it only to give up on damage: it moves the reader whatever is at
     /// its position. If nothing proven follows (the reader is at the tail),
     /// the reader stays where it is.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let log = tidelog::Log::open(tmp.path())?;
+    /// # log.appender()?.append(b"fine")?;
+    /// let mut reader = log.reader();
+    /// loop {
+    ///     match reader.try_next() {
+    ///         Ok(Some(record)) => { /* use it */ }
+    ///         Ok(None) => break,
+    ///         Err(e) if e.is_corruption() => {
+    ///             eprintln!("giving up on damage: {e}");
+    ///             reader.skip_damaged()?;
+    ///         }
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// I/O errors.

@@ -47,6 +47,9 @@ pub(crate) struct Store {
     dir_synced: AtomicU64,
 }
 
+/// The oldest and the newest segment of a log.
+type Ends = (Arc<Segment>, Arc<Segment>);
+
 /// The kernel's boot id now (see `boot`).
 fn current_boot() -> std::io::Result<BootId> {
     #[cfg(feature = "unstable-internals")]
@@ -140,7 +143,7 @@ impl Store {
         dir: LogDir,
         opts: Resolved,
         boot: BootId,
-        (oldest, active): (Arc<Segment>, Arc<Segment>),
+        (oldest, active): Ends,
         registration: Option<Registration>,
         recovery: RecoveryReport,
     ) -> Store {
@@ -164,13 +167,12 @@ impl Store {
 
     /// Opens every segment, recovering those that need it first when
     /// `alone`. Returns the oldest and the newest segment.
-    #[allow(clippy::type_complexity)]
     fn open_segments(
         dir: &LogDir,
         opts: &Resolved,
         alone: bool,
         boot: BootId,
-    ) -> Result<((Arc<Segment>, Arc<Segment>), RecoveryReport)> {
+    ) -> Result<(Ends, RecoveryReport)> {
         if alone {
             Self::remove_stale_temporaries(dir);
         }

@@ -4,7 +4,10 @@
 //!
 //! Every property is an `assert!`: a panic anywhere is a finding.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each fuzz target and the corpus tests use a different part of this file"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;

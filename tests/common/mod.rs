@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: deterministic payloads and
 //! child processes (the test binary re-run in a given role).
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate includes this module and uses a different part of it"
+)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

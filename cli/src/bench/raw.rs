@@ -5,7 +5,10 @@
 //! costs is the difference to this.
 //!
 //! The only `unsafe` of the command-line tool; each block says why it holds.
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "the raw-memcpy limit maps a file and writes through raw pointers"
+)]
 
 use std::error::Error as StdError;
 use std::fs::{File, OpenOptions};
