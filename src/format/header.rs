@@ -52,6 +52,26 @@ pub const MAX_POSITION: u64 = 1 << 62;
 /// Incompatible feature bits this build understands (none yet).
 pub const KNOWN_INCOMPAT_FLAGS: u32 = 0;
 
+/// File offset of the `magic` field.
+pub const OFF_MAGIC: usize = 0;
+/// File offset of the `version` field.
+pub const OFF_VERSION: usize = 8;
+/// File offset of the `header_len` field.
+pub const OFF_HEADER_LEN: usize = 12;
+/// File offset of the `capacity` field.
+pub const OFF_CAPACITY: usize = 16;
+/// File offset of the `base` field.
+pub const OFF_BASE: usize = 24;
+/// File offset of the `index` field (the segment's sequence number).
+pub const OFF_SEGMENT_INDEX: usize = 32;
+/// File offset of the `compat_flags` field.
+pub const OFF_COMPAT_FLAGS: usize = 40;
+/// File offset of the `incompat_flags` field.
+pub const OFF_INCOMPAT_FLAGS: usize = 44;
+/// File offset of the `created_nanos` field.
+pub const OFF_CREATED_NANOS: usize = 48;
+/// File offset of the `header_crc` field; the CRC covers the bytes before.
+pub const OFF_CRC: usize = 56;
 /// File offset of the `tail` word.
 pub const OFF_TAIL: usize = 128;
 /// File offset of the `grown` word.
@@ -132,8 +152,6 @@ pub const STATE_SEALED: u64 = 1;
 /// was full); recovery must look at this segment even below `checked`.
 pub const STATE_DIRTY: u64 = 2;
 
-const OFF_CRC: usize = 56;
-
 /// The static fields of a segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -212,6 +230,10 @@ impl std::fmt::Display for HeaderError {
     }
 }
 
+fn put(b: &mut [u8], off: usize, field: &[u8]) {
+    b[off..off + field.len()].copy_from_slice(field);
+}
+
 fn u32_at(b: &[u8], off: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[off..off + 4]);
@@ -261,17 +283,21 @@ impl SegmentHeader {
     /// The static header bytes, checksum included.
     pub fn encode(&self) -> [u8; STATIC_LEN] {
         let mut b = [0u8; STATIC_LEN];
-        b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&self.version.to_le_bytes());
-        b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-        b[16..24].copy_from_slice(&self.capacity.to_le_bytes());
-        b[24..32].copy_from_slice(&self.base.to_le_bytes());
-        b[32..40].copy_from_slice(&self.index.to_le_bytes());
-        b[40..44].copy_from_slice(&self.compat_flags.to_le_bytes());
-        b[44..48].copy_from_slice(&self.incompat_flags.to_le_bytes());
-        b[48..56].copy_from_slice(&self.created_nanos.to_le_bytes());
+        put(&mut b, OFF_MAGIC, &MAGIC);
+        put(&mut b, OFF_VERSION, &self.version.to_le_bytes());
+        put(&mut b, OFF_HEADER_LEN, &(HEADER_LEN as u32).to_le_bytes());
+        put(&mut b, OFF_CAPACITY, &self.capacity.to_le_bytes());
+        put(&mut b, OFF_BASE, &self.base.to_le_bytes());
+        put(&mut b, OFF_SEGMENT_INDEX, &self.index.to_le_bytes());
+        put(&mut b, OFF_COMPAT_FLAGS, &self.compat_flags.to_le_bytes());
+        put(
+            &mut b,
+            OFF_INCOMPAT_FLAGS,
+            &self.incompat_flags.to_le_bytes(),
+        );
+        put(&mut b, OFF_CREATED_NANOS, &self.created_nanos.to_le_bytes());
         let crc = crc32fast::hash(&b[..OFF_CRC]);
-        b[56..60].copy_from_slice(&crc.to_le_bytes());
+        put(&mut b, OFF_CRC, &crc.to_le_bytes());
         b
     }
 
@@ -282,20 +308,20 @@ impl SegmentHeader {
     /// `UnsupportedVersion` even if its layout differs, and only then does the
     /// checksum decide between a valid header and a damaged one.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
-        if bytes.len() < 8 || bytes[..8] != MAGIC {
-            if bytes.len() < 8 && MAGIC.starts_with(bytes) {
+        if bytes.len() < OFF_VERSION || bytes[OFF_MAGIC..OFF_VERSION] != MAGIC {
+            if bytes.len() < OFF_VERSION && MAGIC.starts_with(bytes) {
                 return Err(HeaderError::Truncated {
                     len: bytes.len() as u64,
                 });
             }
             return Err(HeaderError::BadMagic);
         }
-        if bytes.len() < 12 {
+        if bytes.len() < OFF_VERSION + 4 {
             return Err(HeaderError::Truncated {
                 len: bytes.len() as u64,
             });
         }
-        let version = u32_at(bytes, 8);
+        let version = u32_at(bytes, OFF_VERSION);
         if version == 0 || version > VERSION {
             return Err(HeaderError::UnsupportedVersion { found: version });
         }
@@ -309,22 +335,22 @@ impl SegmentHeader {
         if stored != computed {
             return Err(HeaderError::BadChecksum { stored, computed });
         }
-        let incompat_flags = u32_at(bytes, 44);
+        let incompat_flags = u32_at(bytes, OFF_INCOMPAT_FLAGS);
         if incompat_flags & !KNOWN_INCOMPAT_FLAGS != 0 {
             return Err(HeaderError::UnsupportedFeatures {
                 flags: incompat_flags & !KNOWN_INCOMPAT_FLAGS,
             });
         }
-        if u64::from(u32_at(bytes, 12)) != HEADER_LEN {
+        if u64::from(u32_at(bytes, OFF_HEADER_LEN)) != HEADER_LEN {
             return Err(HeaderError::Invalid {
                 reason: HeaderDefect::HeaderLength,
             });
         }
-        let capacity = u64_at(bytes, 16);
+        let capacity = u64_at(bytes, OFF_CAPACITY);
         check_capacity(capacity).map_err(|c| HeaderError::Invalid {
             reason: HeaderDefect::Capacity(c),
         })?;
-        let base = u64_at(bytes, 24);
+        let base = u64_at(bytes, OFF_BASE);
         if !base.is_multiple_of(PAGE) {
             return Err(HeaderError::Invalid {
                 reason: HeaderDefect::BaseMisaligned,
@@ -342,10 +368,10 @@ impl SegmentHeader {
             version,
             capacity,
             base,
-            index: u64_at(bytes, 32),
-            compat_flags: u32_at(bytes, 40),
+            index: u64_at(bytes, OFF_SEGMENT_INDEX),
+            compat_flags: u32_at(bytes, OFF_COMPAT_FLAGS),
             incompat_flags,
-            created_nanos: u64_at(bytes, 48),
+            created_nanos: u64_at(bytes, OFF_CREATED_NANOS),
         })
     }
 }
