@@ -168,6 +168,31 @@ defects! {
     }
 }
 
+defects! {
+    /// Why a cursor table is refused: the reason of
+    /// [`Error::CorruptCursorTable`].
+    CursorDefect {
+        /// Shorter than its header or its slots.
+        Truncated => "cursor table is truncated",
+        /// Does not start with the cursor table's magic bytes.
+        NotACursorTable => "not a tidelog cursor table (bad magic)",
+        /// Written by a newer version of the format.
+        UnsupportedVersion => "cursor table format version is not supported",
+        /// The header does not match its checksum.
+        HeaderChecksum => "cursor table header checksum mismatch",
+        /// The slot size or count is not this build's.
+        Geometry => "cursor table slot geometry is not supported",
+        /// A slot's state word holds a value no writer stores.
+        SlotState => "cursor slot state is neither free nor live",
+        /// A live slot's name is empty or longer than 64 bytes.
+        NameLength => "cursor name length out of range",
+        /// A live slot's name does not match its checksum.
+        NameChecksum => "cursor name checksum mismatch",
+        /// A live slot's name is not UTF-8.
+        NameNotUtf8 => "cursor name is not UTF-8",
+    }
+}
+
 /// Why options are refused: the reason of [`Error::InvalidOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -362,6 +387,38 @@ pub enum Error {
         /// Where the segment was.
         path: PathBuf,
     },
+    /// The cursor table (the file `cursors` in the log directory) is
+    /// damaged or not one.
+    CorruptCursorTable {
+        /// The file.
+        path: PathBuf,
+        /// The slot concerned, if the damage is in one.
+        slot: Option<u32>,
+        /// What is wrong.
+        reason: CursorDefect,
+    },
+    /// Another consumer, in this process or another, uses this name now:
+    /// two readers committing under one name would skip each other's
+    /// records.
+    ConsumerBusy {
+        /// The name.
+        name: String,
+    },
+    /// No consumer has this name.
+    ConsumerNotFound {
+        /// The name.
+        name: String,
+    },
+    /// Every slot of the cursor table is taken.
+    TooManyConsumers {
+        /// How many consumers a log can have.
+        max: u32,
+    },
+    /// A consumer name that is empty or longer than 64 bytes.
+    InvalidConsumerName {
+        /// The name given.
+        name: String,
+    },
     /// A segment the log needs is missing while later ones exist.
     MissingSegment {
         /// Where the segment should be.
@@ -409,6 +466,7 @@ impl Error {
                 | Self::MissingSegment { .. }
                 | Self::NotARegularFile { .. }
                 | Self::SegmentRemoved { .. }
+                | Self::CorruptCursorTable { .. }
         )
     }
 }
@@ -487,6 +545,22 @@ impl fmt::Display for Error {
                 f,
                 "segment {} was removed or replaced by another program while in use",
                 path.display()
+            ),
+            Self::CorruptCursorTable { path, slot, reason } => match slot {
+                Some(i) => write!(f, "corrupt cursor table {} (slot {i}): {reason}", path.display()),
+                None => write!(f, "corrupt cursor table {}: {reason}", path.display()),
+            },
+            Self::ConsumerBusy { name } => write!(
+                f,
+                "consumer {name:?} is in use by another process or handle"
+            ),
+            Self::ConsumerNotFound { name } => write!(f, "no consumer named {name:?}"),
+            Self::TooManyConsumers { max } => {
+                write!(f, "the log has {max} consumers already, its most")
+            }
+            Self::InvalidConsumerName { name } => write!(
+                f,
+                "consumer name {name:?} must be 1 to 64 bytes of UTF-8"
             ),
             Self::MissingSegment { path } => write!(
                 f,

@@ -62,6 +62,8 @@
 
 mod append;
 mod boot;
+mod consumer;
+mod cursor;
 mod dir;
 mod durability;
 mod error;
@@ -85,8 +87,10 @@ mod store;
 mod sys;
 
 pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
+pub use consumer::{Consumer, ConsumerInfo, StartAt};
 pub use error::{
-    CapacityDefect, Error, FrameDefect, HeaderDefect, OptionsDefect, PositionDefect, Result,
+    CapacityDefect, CursorDefect, Error, FrameDefect, HeaderDefect, OptionsDefect, PositionDefect,
+    Result,
 };
 pub use log::{Log, SegmentInfo};
 pub use options::{

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::append::Appender;
+use crate::consumer::{system_time, Consumer, ConsumerInfo, StartAt};
+use crate::cursor::CursorTable;
 use crate::dir::LogDir;
 use crate::error::PositionDefect;
 use crate::format::{FRAME_ALIGN, HEADER_LEN};
@@ -281,6 +283,150 @@ impl Log {
             }
         }
         Ok(Position::from(HEADER_LEN))
+    }
+
+    /// The durable named consumer `name`, resuming at the position
+    /// committed under it, or at the log's oldest record if the name is
+    /// new (see [`consumer_from`](Self::consumer_from)).
+    ///
+    /// # Errors
+    /// [`Error::ConsumerBusy`] while another consumer of the name runs, in
+    /// any process; [`Error::InvalidConsumerName`]; the errors of
+    /// [`reader_at`](Self::reader_at) for the committed position; I/O
+    /// errors of the cursor table.
+    pub fn consumer(&self, name: &str) -> Result<Consumer> {
+        self.consumer_from(name, StartAt::Beginning)
+    }
+
+    /// The durable named consumer `name`: resuming at the position
+    /// committed under it, or, if the name is new, created at `start`.
+    ///
+    /// Creates the log's cursor table (the file `cursors`) if it has none,
+    /// and writes to it, also through a read-only handle: a consumer's
+    /// commits are the one thing a read-only process writes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use tidelog::{Log, StartAt};
+    /// let log = Log::open(tmp.path())?;
+    /// log.appender()?.append(b"before")?;
+    /// let mut fresh = log.consumer_from("audit", StartAt::End)?;
+    /// log.appender()?.append(b"after")?;
+    /// assert_eq!(&*fresh.try_next()?.unwrap(), b"after");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`consumer`](Self::consumer).
+    pub fn consumer_from(&self, name: &str, start: StartAt) -> Result<Consumer> {
+        let table = self.cursor_table()?;
+        let start = self.resolve(start)?;
+        loop {
+            let (info, _) = table.find_or_create(name, start.get())?;
+            let hold = table.hold(&self.inner.dir, info.slot, name)?;
+            // Deleted, and maybe reused, between the two? Checked under the
+            // hold, which a delete must take too.
+            match table.read_slot(info.slot)? {
+                Some(s) if s.name == name => {
+                    let committed = Position::from(s.position);
+                    let reader = self.reader_at(committed)?;
+                    return Ok(Consumer::new(
+                        reader,
+                        table,
+                        info.slot,
+                        name.to_owned(),
+                        committed,
+                        hold,
+                    ));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Every durable named consumer: name, committed position, lag, time of
+    /// the last commit, and whether it runs now. Counting the lag in
+    /// records reads the records after each committed position.
+    ///
+    /// # Errors
+    /// [`Error::CorruptCursorTable`]; I/O errors.
+    pub fn consumers(&self) -> Result<Vec<ConsumerInfo>> {
+        let Some(table) = self.inner.cursor_table(false)? else {
+            return Ok(Vec::new());
+        };
+        let end = self.end_position()?.get();
+        let mut out = Vec::new();
+        for s in table.list()? {
+            let mut lag_records = 0;
+            if let Ok(mut r) = self.reader_at(Position::from(s.position)) {
+                loop {
+                    match r.try_next() {
+                        Ok(Some(_)) => lag_records += 1,
+                        Ok(None) => break,
+                        Err(_) => {
+                            let at = r.position();
+                            if r.skip_damaged()? == at {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            out.push(ConsumerInfo {
+                active: table.is_held(&self.inner.dir, s.slot, &s.name)?,
+                name: s.name,
+                committed: Position::from(s.position),
+                last_commit: system_time(s.commit_nanos),
+                lag_bytes: end.saturating_sub(s.position),
+                lag_records,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves the consumer `name` to `to` (not running now).
+    ///
+    /// # Errors
+    /// [`Error::ConsumerNotFound`]; [`Error::ConsumerBusy`] while it runs.
+    pub fn reset_consumer(&self, name: &str, to: StartAt) -> Result<()> {
+        let table = self.existing_table(name)?;
+        let to = self.resolve(to)?;
+        table.reset(&self.inner.dir, name, to.get())
+    }
+
+    /// Deletes the consumer `name` (not running now).
+    ///
+    /// # Errors
+    /// [`Error::ConsumerNotFound`]; [`Error::ConsumerBusy`] while it runs.
+    pub fn delete_consumer(&self, name: &str) -> Result<()> {
+        self.existing_table(name)?.delete(&self.inner.dir, name)
+    }
+
+    fn cursor_table(&self) -> Result<Arc<CursorTable>> {
+        self.inner
+            .cursor_table(true)?
+            .ok_or_else(|| Error::NotFound {
+                path: self.inner.dir.path().to_owned(),
+            })
+    }
+
+    fn existing_table(&self, name: &str) -> Result<Arc<CursorTable>> {
+        self.inner
+            .cursor_table(false)?
+            .ok_or_else(|| Error::ConsumerNotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// The position a start means now.
+    fn resolve(&self, start: StartAt) -> Result<Position> {
+        Ok(match start {
+            StartAt::Beginning => Position::from(self.inner.oldest().base() + HEADER_LEN),
+            StartAt::End => self.end_position()?,
+            StartAt::Position(p) => p,
+        })
     }
 
     /// The directory of the log.

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::boot::{BootId, BOOT_ID_PATH};
+use crate::cursor::CursorTable;
 use crate::dir::{file_name, LogDir};
 use crate::error::HeaderDefect;
 use crate::format::header::SegmentHeader;
@@ -45,6 +46,8 @@ pub(crate) struct Store {
     /// One past the base of the newest segment whose directory entry this
     /// handle's flush has made durable (0: none yet).
     dir_synced: AtomicU64,
+    /// The cursor table, once a consumer needed it.
+    cursors: Mutex<Option<Arc<CursorTable>>>,
 }
 
 /// The oldest and the newest segment of a log.
@@ -162,6 +165,7 @@ impl Store {
             append_lock: Mutex::new(None),
             recovery,
             dir_synced: AtomicU64::new(0),
+            cursors: Mutex::new(None),
         }
     }
 
@@ -344,6 +348,16 @@ impl Store {
         // Readers parked at the end of `cur` wait for this segment.
         cur.shared().wake_all();
         Ok(seg)
+    }
+
+    /// The cursor table, opened once; created if `create` and missing,
+    /// `None` if missing otherwise.
+    pub(crate) fn cursor_table(&self, create: bool) -> Result<Option<Arc<CursorTable>>> {
+        let mut held = self.cursors.lock();
+        if held.is_none() {
+            *held = CursorTable::open(&self.dir, self.opts.file_mode, create)?.map(Arc::new);
+        }
+        Ok(held.clone())
     }
 
     /// Fsyncs the directory if it holds a segment this handle has not seen

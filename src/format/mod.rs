@@ -5,6 +5,7 @@
 //! prose specification; the byte tables in [`header`] and [`frame`] are the
 //! normative ones and the two must agree.
 
+pub mod cursor;
 pub mod frame;
 pub mod header;
 

@@ -203,3 +203,73 @@ fn component(name: &str) -> io::Result<std::ffi::CString> {
     std::ffi::CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file name contains NUL"))
 }
+
+/// Nanoseconds since the Unix epoch on the coarse real-time clock (a few
+/// nanoseconds through the vDSO, resolution of a scheduler tick): for
+/// timestamps people read, such as the time of a consumer's last commit.
+pub(crate) fn wall_ns_coarse() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; the clock exists on every Linux this builds for (on failure `ts`
+    // stays zero, which only makes the timestamp read 1970).
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts);
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// Takes an exclusive open-file-description lock (`F_OFD_SETLK`, or
+/// `F_OFD_SETLKW` to wait) on `len` bytes at `start` of `file`. Such a lock
+/// belongs to the open file description: the kernel drops it when the
+/// last descriptor of that description is closed, which includes the
+/// death of the process, and it conflicts with locks of every other
+/// description, in this process too. `Ok(false)`: another description
+/// holds a conflicting lock (only without `wait`).
+pub(crate) fn ofd_lock(file: &File, start: u64, len: u64, wait: bool) -> io::Result<bool> {
+    ofd(file, libc::F_WRLCK, start, len, wait)
+}
+
+/// Drops this description's lock on `len` bytes at `start` of `file`.
+pub(crate) fn ofd_unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
+    ofd(file, libc::F_UNLCK, start, len, false).map(|_| ())
+}
+
+fn ofd(file: &File, kind: libc::c_int, start: u64, len: u64, wait: bool) -> io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    let (Ok(start), Ok(len)) = (libc::off_t::try_from(start), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "lock range out of range",
+        ));
+    };
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct
+    // (`l_pid` must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    loop {
+        // SAFETY: the descriptor is open while `file` is borrowed; `fl` is
+        // a valid `flock` that outlives the call, which only reads it (and
+        // writes it back for F_GETLK, which this is not).
+        let ret = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
+        if ret == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) | Some(libc::EACCES) if !wait => return Ok(false),
+            _ => return Err(err),
+        }
+    }
+}

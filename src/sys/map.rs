@@ -343,6 +343,17 @@ impl Mapping {
         }
     }
 
+    /// Loads the 64-bit word at `off`, anywhere in the mapping (acquire, as
+    /// [`load_header`](Self::load_header)); `None` if misaligned or out of
+    /// the mapping. For files that are all header, such as the cursor
+    /// table.
+    #[inline]
+    pub(crate) fn load_at(&self, off: usize) -> Option<u64> {
+        let v = self.word(off)?.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        Some(v)
+    }
+
     /// What the frame at `off` (log position `position`) holds. A data frame's
     /// payload is only returned if it ends at or before `readable_end`, which
     /// must not exceed the file's length.
@@ -451,6 +462,13 @@ impl<'a> Writable<'a> {
     #[inline]
     pub(crate) fn header_u32(self, off: usize) -> &'a AtomicU32 {
         self.map.header_word_u32(off)
+    }
+
+    /// The 64-bit word at `off`, anywhere in the mapping, for stores; `None`
+    /// if misaligned or out of the mapping.
+    #[inline]
+    pub(crate) fn word_at(self, off: usize) -> Option<&'a AtomicU64> {
+        self.map.word(off)
     }
 
     /// Compare-and-swap of the frame header word at `off` (sequentially
