@@ -38,6 +38,11 @@ fn recover_corpus() {
 }
 
 #[test]
+fn cursor_corpus() {
+    replay("cursor", targets::cursor);
+}
+
+#[test]
 fn ops_corpus() {
     replay("ops", targets::ops);
 }

@@ -658,6 +658,91 @@ pub fn ops(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as the cursor table of a log with a few records.
+///
+/// Input: a mode byte, then bytes laid over a valid, empty table: over the
+/// slots (from byte 4096), or, with bit 0 of the mode, from byte 0 (the
+/// header too); bit 1 cuts the file to the input's length.
+///
+/// Properties: no panic and no hang; listing, opening consumers (each name
+/// listed, and a new one), committing, resetting and deleting give either
+/// success or a typed error (`CorruptCursorTable`, `ConsumerBusy`,
+/// `ConsumerNotFound`, `TooManyConsumers`, `InvalidPosition`); a consumer
+/// that opens reads only records of the log.
+pub fn cursor(data: &[u8]) {
+    use tidelog::format::cursor::{encode_header, FILE_LEN, HEADER_LEN as TABLE_HEADER};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let records: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3 + i as usize]).collect();
+    {
+        let log = options().open(&dir).unwrap();
+        let mut a = log.appender().unwrap();
+        for r in &records {
+            a.append(r).unwrap();
+        }
+    }
+    let mut table = encode_header();
+    table.resize(FILE_LEN as usize, 0);
+    let at = if mode & 1 != 0 {
+        0
+    } else {
+        TABLE_HEADER as usize
+    };
+    let n = rest.len().min(table.len() - at);
+    table[at..at + n].copy_from_slice(&rest[..n]);
+    if mode & 2 != 0 {
+        table.truncate(at + n);
+    }
+    fs::write(dir.join("cursors"), &table).unwrap();
+
+    let typed = |e: &Error| {
+        assert!(
+            matches!(
+                e,
+                Error::CorruptCursorTable { .. }
+                    | Error::ConsumerBusy { .. }
+                    | Error::ConsumerNotFound { .. }
+                    | Error::TooManyConsumers { .. }
+                    | Error::InvalidPosition { .. }
+            ),
+            "unexpected error {e:?}"
+        )
+    };
+    let log = options().open(&dir).unwrap();
+    let mut names = vec!["fresh".to_owned()];
+    match log.consumers() {
+        Ok(list) => names.extend(list.into_iter().map(|c| c.name)),
+        Err(e) => typed(&e),
+    }
+    for name in &names {
+        match log.consumer(name) {
+            Ok(mut c) => {
+                for _ in 0..10 {
+                    match c.try_next() {
+                        Ok(Some(r)) => assert!(records.iter().any(|x| x[..] == r[..])),
+                        Ok(None) => break,
+                        Err(e) => {
+                            assert!(e.is_corruption(), "{e}");
+                            break;
+                        }
+                    }
+                }
+                c.commit();
+            }
+            Err(e) => typed(&e),
+        }
+        if let Err(e) = log.reset_consumer(name, tidelog::StartAt::Beginning) {
+            typed(&e);
+        }
+        if let Err(e) = log.delete_consumer(name) {
+            typed(&e);
+        }
+    }
+}
+
 /// The seed corpus: `(target, file name, bytes)`. Valid inputs of every
 /// shape, so that mutation starts from deep inside the parsers.
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
@@ -797,6 +882,37 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     // Byte 0 of the outer frame's header is the low byte of its length.
     smuggled[1 + (outer - HEADER_LEN) as usize] ^= 0x10;
     out.push(("recover", "seed-raw-smuggled-flipped".to_owned(), smuggled));
+
+    // cursor: a live slot for a real position, a slot with a state no
+    // writer stores, a name that fails its checksum, a damaged header, a
+    // table cut short.
+    {
+        use tidelog::format::cursor::encode_name;
+        let mut slot = vec![0u8; 128];
+        let (words, len, crc) = encode_name("billing").unwrap();
+        slot[0..8].copy_from_slice(&1u64.to_le_bytes());
+        slot[8..16].copy_from_slice(&4096u64.to_le_bytes());
+        slot[32..40].copy_from_slice(&len.to_le_bytes());
+        slot[40..48].copy_from_slice(&crc.to_le_bytes());
+        for (i, w) in words.iter().enumerate() {
+            slot[48 + 8 * i..56 + 8 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        let mut live = vec![0x00];
+        live.extend_from_slice(&slot);
+        out.push(("cursor", "seed-live".to_owned(), live.clone()));
+        let mut bad_state = live.clone();
+        bad_state[1] = 7;
+        out.push(("cursor", "seed-bad-state".to_owned(), bad_state));
+        let mut bad_name = live.clone();
+        bad_name[1 + 48] ^= 1;
+        out.push(("cursor", "seed-bad-name".to_owned(), bad_name));
+        let mut header = vec![0x01];
+        header.extend_from_slice(b"TLCURSOR\x01\0\0\0");
+        out.push(("cursor", "seed-bad-header".to_owned(), header));
+        let mut cut = live;
+        cut[0] = 0x02;
+        out.push(("cursor", "seed-cut".to_owned(), cut));
+    }
 
     // ops: byte strings that decode to mixed operation sequences.
     let mut x = 0x1234_5678_9abc_def0u64;
