@@ -419,6 +419,13 @@ pub enum Error {
         /// The name given.
         name: String,
     },
+    /// The position was in segments that retention deleted.
+    Retired {
+        /// The position asked for (or where a reader stood).
+        position: Position,
+        /// The oldest position the log still holds.
+        oldest: Position,
+    },
     /// A segment the log needs is missing while later ones exist.
     MissingSegment {
         /// Where the segment should be.
@@ -447,6 +454,7 @@ impl Error {
     pub fn position(&self) -> Option<Position> {
         match self {
             Self::CorruptFrame { position, .. }
+            | Self::Retired { position, .. }
             | Self::ChecksumMismatch { position, .. }
             | Self::InvalidPosition { position, .. } => Some(*position),
             _ => None,
@@ -561,6 +569,10 @@ impl fmt::Display for Error {
             Self::InvalidConsumerName { name } => write!(
                 f,
                 "consumer name {name:?} must be 1 to 64 bytes of UTF-8"
+            ),
+            Self::Retired { position, oldest } => write!(
+                f,
+                "position {position} was deleted by retention; the oldest position kept is {oldest}"
             ),
             Self::MissingSegment { path } => write!(
                 f,

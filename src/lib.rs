@@ -82,6 +82,7 @@ mod position;
 mod protocol;
 mod read;
 mod recovery;
+mod retention;
 mod segment;
 mod store;
 mod sys;
@@ -94,9 +95,10 @@ pub use error::{
 };
 pub use log::{Log, SegmentInfo};
 pub use options::{
-    Options, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY,
-    DEFAULT_UNBLOCK_TIMEOUT,
+    Options, Retention, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE,
+    DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,
 };
 pub use position::Position;
 pub use read::{Reader, Record, WaitStrategy};
 pub use recovery::RecoveryReport;
+pub use retention::RetentionReport;

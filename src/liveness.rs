@@ -30,6 +30,9 @@ pub(crate) const OPEN_LOCK: &str = "open.lock";
 /// [`WriterMode::SingleProcess`](crate::WriterMode::SingleProcess).
 pub(crate) const APPEND_LOCK: &str = "append.lock";
 
+/// Lock file held exclusively while a process applies retention.
+pub(crate) const RETENTION_LOCK: &str = "retention.lock";
+
 /// A count no number of live writers reaches: "unknown, do not vouch".
 const UNKNOWN_WRITERS: u64 = 1 << 32;
 
@@ -170,4 +173,13 @@ pub(crate) fn lock_appends(dir: &LogDir, mode: u32) -> Result<File> {
         }),
         Err(e) => Err(Error::io("lock", dir.join(APPEND_LOCK), e)),
     }
+}
+
+/// Takes an exclusive `flock` on the lock file `name` of `dir`, waiting for
+/// it: held while the returned file is open.
+pub(crate) fn lock_exclusive(dir: &LogDir, name: &str, mode: u32) -> Result<File> {
+    let file = open_lock_file(dir, name, mode)?;
+    file.lock_exclusive()
+        .map_err(|e| Error::io("lock", dir.join(name), e))?;
+    Ok(file)
 }

@@ -14,9 +14,11 @@ use crate::cursor::CursorTable;
 use crate::dir::LogDir;
 use crate::error::PositionDefect;
 use crate::format::{FRAME_ALIGN, HEADER_LEN};
+use crate::options::Retention;
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
 use crate::recovery::RecoveryReport;
+use crate::retention::RetentionReport;
 use crate::store::Store;
 use crate::{Error, Options, Position, Result};
 
@@ -163,11 +165,10 @@ impl Log {
     /// # }
     /// ```
     pub fn reader(&self) -> Reader {
-        Reader::new(
-            Arc::clone(&self.inner),
-            Arc::clone(self.inner.oldest()),
-            HEADER_LEN,
-        )
+        // A segment retention deleted (in any process) is not where a new
+        // reader starts.
+        self.inner.refresh_oldest();
+        Reader::new(Arc::clone(&self.inner), self.inner.oldest(), HEADER_LEN)
     }
 
     /// A reader positioned at `position`, which must be the position of a
@@ -213,6 +214,14 @@ impl Log {
         let pos = position.get();
         let invalid = |reason| Error::InvalidPosition { position, reason };
         let bases = self.inner.dir.segments()?;
+        if let Some(&first) = bases.first() {
+            if pos < first && first > 0 {
+                return Err(Error::Retired {
+                    position,
+                    oldest: Position::from(first + HEADER_LEN),
+                });
+            }
+        }
         let Some(&base) = bases.iter().rev().find(|&&b| b <= pos) else {
             return Err(invalid(PositionDefect::BeforeOldestSegment));
         };
@@ -423,10 +432,48 @@ impl Log {
     /// The position a start means now.
     fn resolve(&self, start: StartAt) -> Result<Position> {
         Ok(match start {
-            StartAt::Beginning => Position::from(self.inner.oldest().base() + HEADER_LEN),
+            StartAt::Beginning => {
+                self.inner.refresh_oldest();
+                Position::from(self.inner.oldest().base() + HEADER_LEN)
+            }
             StartAt::End => self.end_position()?,
             StartAt::Position(p) => p,
         })
+    }
+
+    /// Applies the retention of this handle's [`Options`] now (it also runs
+    /// at every rollover): deletes whole sealed segments, oldest first,
+    /// while the log is larger or older than it allows, never past the
+    /// slowest durable consumer unless the retention says so.
+    ///
+    /// Safe while other processes append, read, or apply retention too:
+    /// segments are only unlinked (a process reading one reads it to its
+    /// end and moves on), under a lock, and the directory is fsynced
+    /// after.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] for a read-only handle; I/O errors;
+    /// [`Error::CorruptCursorTable`].
+    pub fn apply_retention(&self) -> Result<RetentionReport> {
+        self.apply_retention_with(self.inner.opts.retention, false)
+    }
+
+    /// Applies `retention` instead of this handle's (for tools); with
+    /// `dry_run`, only says what it would delete.
+    ///
+    /// # Errors
+    /// As [`apply_retention`](Self::apply_retention).
+    pub fn apply_retention_with(
+        &self,
+        retention: Retention,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
+        if !dry_run && !self.inner.is_writable() {
+            return Err(Error::ReadOnly {
+                path: self.inner.dir.path().to_owned(),
+            });
+        }
+        self.inner.apply_retention(retention, dry_run)
     }
 
     /// The directory of the log.

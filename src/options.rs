@@ -37,6 +37,69 @@ pub enum WriterMode {
     SingleProcess,
 }
 
+/// How much of a log to keep: whole sealed segments are deleted, oldest
+/// first, while the log is larger than `max_bytes` or a segment's newest
+/// record is older than `max_age`, but never past the slowest durable
+/// consumer unless [`past_consumers`](Self::past_consumers) says so. No
+/// limit by default.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use std::time::Duration;
+/// use tidelog::{Options, Retention};
+///
+/// let log = Options::new()
+///     .retention(Retention::new().max_bytes(8 << 30).max_age(Duration::from_secs(7 * 86_400)))
+///     .open(dir.path())?;
+/// let report = log.apply_retention()?; // it also runs at every rollover
+/// assert_eq!(report.segments_deleted, 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) past_consumers: bool,
+}
+
+impl Retention {
+    /// No limit: keep everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delete sealed segments, oldest first, while the log's segment files
+    /// take more than `bytes`.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Delete sealed segments whose newest record is older than `age` (a
+    /// segment's newest record is no younger than the creation of the
+    /// segment after it).
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Delete past durable consumers that have not read that far. A
+    /// consumer that was cut resumes with
+    /// [`Error::Retired`](crate::Error::Retired), which names the oldest
+    /// position kept.
+    pub fn past_consumers(mut self, yes: bool) -> Self {
+        self.past_consumers = yes;
+        self
+    }
+
+    /// Whether this retention deletes anything ever.
+    pub(crate) fn is_limited(&self) -> bool {
+        self.max_bytes.is_some() || self.max_age.is_some()
+    }
+}
+
 /// Options for opening a log: a builder with defaults for everything.
 ///
 /// ```
@@ -59,6 +122,7 @@ pub struct Options {
     pub(crate) file_mode: u32,
     pub(crate) writer_mode: WriterMode,
     pub(crate) unblock_timeout: Duration,
+    pub(crate) retention: Retention,
 }
 
 impl Default for Options {
@@ -78,6 +142,7 @@ impl Options {
             file_mode: 0o600,
             writer_mode: WriterMode::default(),
             unblock_timeout: DEFAULT_UNBLOCK_TIMEOUT,
+            retention: Retention::new(),
         }
     }
 
@@ -133,6 +198,15 @@ impl Options {
         self
     }
 
+    /// How much of the log to keep (see [`Retention`]). It runs at every
+    /// rollover this handle makes and from
+    /// [`Log::apply_retention`](crate::Log::apply_retention). No limit by
+    /// default.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// Validates the options and fills in derived values.
     pub(crate) fn resolve(&self) -> Result<Resolved> {
         check_capacity(self.segment_capacity).map_err(|c| Error::InvalidOptions {
@@ -172,6 +246,7 @@ impl Options {
             file_mode: self.file_mode,
             writer_mode: self.writer_mode,
             unblock_timeout: self.unblock_timeout,
+            retention: self.retention,
         })
     }
 }
@@ -185,6 +260,7 @@ pub(crate) struct Resolved {
     pub file_mode: u32,
     pub writer_mode: WriterMode,
     pub unblock_timeout: Duration,
+    pub retention: Retention,
 }
 
 #[cfg(test)]

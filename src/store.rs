@@ -19,9 +19,11 @@ use crate::format::header::SegmentHeader;
 use crate::format::HEADER_LEN;
 use crate::liveness::{self, Registration};
 use crate::options::Resolved;
+use crate::options::Retention;
 use crate::recovery::{self, RecoveryReport};
+use crate::retention::{self, RetentionReport};
 use crate::segment::Segment;
-use crate::{Error, Result};
+use crate::{Error, Position, Result};
 
 /// An open log.
 #[derive(Debug)]
@@ -34,8 +36,10 @@ pub(crate) struct Store {
     /// Open segments by base position, shared by the appenders and readers
     /// of this process.
     segments: Mutex<BTreeMap<u64, Weak<Segment>>>,
-    /// The oldest segment, kept open so that `reader()` cannot fail.
-    oldest: Arc<Segment>,
+    /// The oldest segment this process knows, kept open so that
+    /// `reader()` cannot fail; replaced when retention deletes it, so that
+    /// its disk space is freed.
+    oldest: Mutex<Arc<Segment>>,
     /// The newest segment this process knows: where appenders start.
     active: Mutex<Arc<Segment>>,
     /// This process's registration as a writer, while open for writing.
@@ -88,27 +92,7 @@ impl Store {
     /// Opens the log in `dir` for reading only: nothing is created, locked
     /// or written.
     pub(crate) fn open_read_only(dir: LogDir, opts: Resolved) -> Result<Store> {
-        let bases = dir.segments()?;
-        let Some(&first) = bases.first() else {
-            return Err(Error::NotFound {
-                path: dir.path().to_owned(),
-            });
-        };
-        let open = |base: u64| -> Result<Arc<Segment>> {
-            match Segment::open(&dir, base, false)? {
-                Some(s) => Ok(Arc::new(s)),
-                None => Err(Error::MissingSegment {
-                    path: dir.join(&file_name(base)),
-                }),
-            }
-        };
-        let oldest = open(first)?;
-        let last = *bases.last().unwrap_or(&first);
-        let active = if last == first {
-            Arc::clone(&oldest)
-        } else {
-            open(last)?
-        };
+        let (oldest, active) = Self::open_ends(&dir, false)?;
         let boot = current_boot().unwrap_or(BootId::UNKNOWN);
         Ok(Self::assemble(
             dir,
@@ -159,7 +143,7 @@ impl Store {
             boot,
             writable: registration.is_some(),
             segments: Mutex::new(segments),
-            oldest,
+            oldest: Mutex::new(oldest),
             active: Mutex::new(active),
             registration,
             append_lock: Mutex::new(None),
@@ -203,7 +187,10 @@ impl Store {
             Ok(Arc::new(seg))
         };
         let mut report = RecoveryReport::default();
-        let (oldest, mut active) = if alone {
+        let (oldest, mut active) = if !alone {
+            // Other writers are alive: one may be applying retention.
+            Self::open_ends(dir, true)?
+        } else {
             let mut segs = bases.iter().map(|&b| open(b)).collect::<Result<Vec<_>>>()?;
             report = recovery::recover_log(dir, &mut segs, boot)?;
             let active = Arc::clone(segs.last().unwrap_or(&segs[0]));
@@ -211,15 +198,6 @@ impl Store {
             // the page cache survives, until the next restart.
             active.shared().stamp_boot(boot);
             (Arc::clone(&segs[0]), active)
-        } else {
-            let oldest = open(bases[0])?;
-            let last = *bases.last().unwrap_or(&bases[0]);
-            let active = if last == bases[0] {
-                Arc::clone(&oldest)
-            } else {
-                open(last)?
-            };
-            (oldest, active)
         };
         // A crash between sealing a segment and creating its successor
         // leaves the log ending in a sealed segment: create the successor.
@@ -228,6 +206,39 @@ impl Store {
             active = create(active.next_base(), successor_index(&active)?)?;
         }
         Ok(((oldest, active), report))
+    }
+
+    /// Opens the oldest and the newest segment. Retention in another
+    /// process may delete the oldest between listing and opening it: then
+    /// the directory is listed again (a segment missing while a later one
+    /// exists is damage only if it is not the oldest).
+    fn open_ends(dir: &LogDir, writable: bool) -> Result<Ends> {
+        for _ in 0..64 {
+            let bases = dir.segments()?;
+            let (Some(&first), Some(&last)) = (bases.first(), bases.last()) else {
+                return Err(Error::NotFound {
+                    path: dir.path().to_owned(),
+                });
+            };
+            let Some(oldest) = Segment::open(dir, first, writable)? else {
+                continue;
+            };
+            let oldest = Arc::new(oldest);
+            if last == first {
+                return Ok((Arc::clone(&oldest), oldest));
+            }
+            match Segment::open(dir, last, writable)? {
+                Some(active) => return Ok((oldest, Arc::new(active))),
+                None => {
+                    return Err(Error::MissingSegment {
+                        path: dir.join(&file_name(last)),
+                    })
+                }
+            }
+        }
+        Err(Error::MissingSegment {
+            path: dir.join("(the oldest segment, deleted again and again while opening)"),
+        })
     }
 
     fn remove_stale_temporaries(dir: &LogDir) {
@@ -245,9 +256,55 @@ impl Store {
         self.writable
     }
 
-    /// The oldest segment.
-    pub(crate) fn oldest(&self) -> &Arc<Segment> {
-        &self.oldest
+    /// The oldest segment, as of the last look (see
+    /// [`refresh_oldest`](Self::refresh_oldest)).
+    pub(crate) fn oldest(&self) -> Arc<Segment> {
+        Arc::clone(&self.oldest.lock())
+    }
+
+    /// Looks for the oldest segment again: if retention (in any process)
+    /// deleted the one held, lets go of it (so that its space is freed) and
+    /// holds the new oldest. Failing to open that one keeps the old.
+    pub(crate) fn refresh_oldest(&self) {
+        let Ok(bases) = self.dir.segments() else {
+            return;
+        };
+        let Some(&first) = bases.first() else {
+            return;
+        };
+        if self.oldest.lock().base() == first {
+            return;
+        }
+        if let Ok(Some(seg)) = self.segment(first) {
+            *self.oldest.lock() = seg;
+        }
+    }
+
+    /// Applies `retention` (see [`retention::apply`]), then lets go of the
+    /// segments deleted.
+    pub(crate) fn apply_retention(
+        &self,
+        retention: Retention,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
+        let floor = match self.cursor_table(false)? {
+            Some(t) => t
+                .list()?
+                .into_iter()
+                .min_by_key(|s| s.position)
+                .map(|s| (s.name, s.position)),
+            None => None,
+        };
+        let report = retention::apply(
+            &self.dir,
+            self.opts.file_mode,
+            retention,
+            |b| self.segment(b),
+            floor,
+            dry_run,
+        )?;
+        self.refresh_oldest();
+        Ok(report)
     }
 
     /// What recovery did at open.
@@ -292,9 +349,21 @@ impl Store {
                     reason: HeaderDefect::IndexNotSuccessor,
                 });
             }
+            // A reader moving on is a good moment to let go of segments
+            // retention deleted (the one it leaves may be one).
+            self.refresh_oldest();
             return Ok(Some(seg));
         }
-        if self.dir.segments()?.iter().any(|&b| b > base) {
+        let bases = self.dir.segments()?;
+        if bases.iter().any(|&b| b > base) {
+            if bases.first().is_some_and(|&first| base < first) {
+                // Retention deleted it (and the segments after the one the
+                // reader finished are all older than the oldest kept).
+                return Err(Error::Retired {
+                    position: Position::from(base + HEADER_LEN),
+                    oldest: Position::from(bases[0] + HEADER_LEN),
+                });
+            }
             return Err(Error::MissingSegment {
                 path: self.dir.join(&file_name(base)),
             });
@@ -347,6 +416,11 @@ impl Store {
         drop(active);
         // Readers parked at the end of `cur` wait for this segment.
         cur.shared().wake_all();
+        // Retention runs at every rollover. Its failure must not fail the
+        // append that rolled over: `Log::apply_retention` reports it.
+        if self.opts.retention.is_limited() {
+            let _ = self.apply_retention(self.opts.retention, false);
+        }
         Ok(seg)
     }
 

@@ -27,7 +27,9 @@ pub fn arg_u64(name: &str) -> u64 {
 }
 
 /// Starts this test binary again, running only the (ignored) test `entry`
-/// in role `role`, with `args` in its environment and stdout piped.
+/// in role `role`, with `args` in its environment and stdin and stdout
+/// piped (a child that reads stdin waits for the parent to write a line
+/// or drop the child's stdin).
 pub fn spawn(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
@@ -39,7 +41,7 @@ pub fn spawn(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
         "-q",
     ])
     .env(ROLE_VAR, role)
-    .stdin(Stdio::null())
+    .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     for (k, v) in args {

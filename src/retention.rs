@@ -1,0 +1,129 @@
+//! Retention: deleting whole sealed segments, oldest first, so that a
+//! long-running log does not fill the disk (see `docs/FORMAT.md`,
+//! "Retention").
+//!
+//! Segments are only ever unlinked, never truncated: a process that maps a
+//! deleted segment keeps its pages until it lets go, reads it to its end
+//! and moves on. The directory is fsynced after. Deciding and unlinking
+//! hold `retention.lock`, so that processes applying retention at once
+//! delete nothing twice.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::dir::{file_name, LogDir};
+use crate::format::HEADER_LEN;
+use crate::liveness;
+use crate::options::Retention;
+use crate::segment::Segment;
+use crate::{Error, Position, Result};
+
+/// What [`Log::apply_retention`](crate::Log::apply_retention) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetentionReport {
+    /// Segment files deleted (or, for a dry run, that would be).
+    pub segments_deleted: u64,
+    /// Bytes of those files.
+    pub bytes_freed: u64,
+    /// The oldest position the log holds afterwards.
+    pub oldest: Position,
+    /// The durable consumer that kept retention from deleting more, if
+    /// one did.
+    pub held_back_by: Option<String>,
+}
+
+/// The slowest durable consumer: its name and committed position.
+pub(crate) type Floor = Option<(String, u64)>;
+
+/// Applies `retention` to the log in `dir`. `segment` opens a segment by
+/// base; `floor` is the slowest durable consumer (ignored if the
+/// retention may pass consumers). With `dry_run`, decides and deletes
+/// nothing.
+pub(crate) fn apply(
+    dir: &LogDir,
+    mode: u32,
+    retention: Retention,
+    segment: impl Fn(u64) -> Result<Option<Arc<Segment>>>,
+    floor: Floor,
+    dry_run: bool,
+) -> Result<RetentionReport> {
+    let bases = dir.segments()?;
+    let mut report = RetentionReport {
+        oldest: Position::from(bases.first().map_or(0, |b| b + HEADER_LEN)),
+        ..RetentionReport::default()
+    };
+    if !retention.is_limited() || bases.len() < 2 {
+        return Ok(report);
+    }
+    let _lock = liveness::lock_exclusive(dir, liveness::RETENTION_LOCK, mode)?;
+    // Listed again under the lock: another process may have deleted some.
+    let bases = dir.segments()?;
+    let mut segs = Vec::with_capacity(bases.len());
+    for &b in &bases {
+        match segment(b)? {
+            Some(s) => segs.push(s),
+            // Deleted meanwhile by someone not holding the lock: stop here.
+            None => break,
+        }
+    }
+    let mut total = 0u64;
+    let mut lens = Vec::with_capacity(segs.len());
+    for s in &segs {
+        let len = s.file_len()?;
+        lens.push(len);
+        total += len;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let floor = if retention.past_consumers {
+        None
+    } else {
+        floor
+    };
+    let mut deleted = 0;
+    // Never the newest segment; only sealed ones, oldest first.
+    for i in 0..segs.len().saturating_sub(1) {
+        let seg = &segs[i];
+        let sh = seg.shared();
+        if !(sh.is_sealed() && sh.tail() > sh.data_limit()) {
+            break;
+        }
+        let too_big = retention.max_bytes.is_some_and(|m| total > m);
+        // Its newest record is no younger than its successor's creation.
+        let sealed_at = Duration::from_nanos(segs[i + 1].header().created_nanos);
+        let too_old = retention
+            .max_age
+            .is_some_and(|age| now.saturating_sub(sealed_at) > age);
+        if !too_big && !too_old {
+            break;
+        }
+        if let Some((name, committed)) = &floor {
+            if *committed < seg.next_base() {
+                report.held_back_by = Some(name.clone());
+                break;
+            }
+        }
+        if !dry_run {
+            let name = file_name(seg.base());
+            match dir.remove(&name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete segment", dir.join(&name), e)),
+            }
+        }
+        total -= lens[i];
+        report.segments_deleted += 1;
+        report.bytes_freed += lens[i];
+        deleted = i + 1;
+    }
+    if deleted > 0 && !dry_run {
+        dir.sync()?;
+    }
+    if let Some(s) = segs.get(deleted) {
+        report.oldest = Position::from(s.base() + HEADER_LEN);
+    }
+    Ok(report)
+}
