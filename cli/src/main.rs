@@ -2,6 +2,7 @@
 
 mod bench;
 mod inspect;
+mod queue;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ struct Cli {
 enum Command {
     /// Benchmark producer and consumer processes over a temporary log.
     Bench(bench::Args),
-    /// Show a log's segments.
+    /// Show a log's segments and its consumers.
     Info {
         /// The log directory.
         dir: PathBuf,
@@ -42,6 +43,12 @@ enum Command {
         /// The log directory.
         dir: PathBuf,
     },
+    /// List durable consumers with their lag, or reset or delete one.
+    Consumers(queue::ConsumersArgs),
+    /// Print the last records; follow new ones; or read as a consumer.
+    Tail(queue::TailArgs),
+    /// Delete old segments now (retention): by size and/or age.
+    Trim(queue::TrimArgs),
     /// Internal: one process of a benchmark scenario.
     #[command(hide = true)]
     BenchWorker(bench::WorkerArgs),
@@ -56,6 +63,9 @@ fn main() -> ExitCode {
         Command::Cat(args) => inspect::cat(args),
         Command::Append { dir, records } => inspect::append(&dir, records),
         Command::Verify { dir } => inspect::verify(&dir),
+        Command::Consumers(args) => queue::consumers(args),
+        Command::Tail(args) => queue::tail(args),
+        Command::Trim(args) => queue::trim(args),
     };
     match result {
         Ok(code) => code,

@@ -136,3 +136,52 @@ fn bench_runs_every_scenario_and_reports_json() {
         .collect();
     assert!(left.is_empty(), "bench left {left:?} behind");
 }
+
+#[test]
+fn consumers_tail_and_trim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let records: Vec<String> = (0..20).map(|i| format!("record {i}")).collect();
+    let mut args = vec!["append", d];
+    args.extend(records.iter().map(String::as_str));
+    tidelog(&args);
+
+    // The last records.
+    let last = text(&tidelog(&["tail", "-n", "3", d]));
+    assert_eq!(last, "record 17\nrecord 18\nrecord 19\n");
+    // As a consumer: prints from its commit and commits as it goes.
+    let first = text(&tidelog(&["tail", "--consumer", "ops", d]));
+    assert_eq!(first.lines().count(), 20);
+    assert_eq!(text(&tidelog(&["tail", "--consumer", "ops", d])), "");
+    tidelog(&["append", d, "record 20"]);
+    assert_eq!(
+        text(&tidelog(&["tail", "--consumer", "ops", d])),
+        "record 20\n"
+    );
+
+    let list = text(&tidelog(&["consumers", d]));
+    assert!(list.contains("ops"), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["consumers", "--json", d]).stdout).unwrap();
+    assert_eq!(json[0]["name"], "ops");
+    assert_eq!(json[0]["lag_records"], 0);
+    assert_eq!(json[0]["active"], false);
+    tidelog(&["consumers", d, "reset", "ops", "--to", "start"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["consumers", "--json", d]).stdout).unwrap();
+    assert_eq!(json[0]["lag_records"], 21);
+    let info = text(&tidelog(&["info", d]));
+    assert!(info.contains("ops"), "{info}");
+    tidelog(&["consumers", d, "delete", "ops"]);
+    assert!(text(&tidelog(&["consumers", d])).contains("no consumers"));
+
+    // One segment only: nothing to trim, and the dry run says so.
+    let dry = text(&tidelog(&["trim", d, "--max-bytes", "1", "--dry-run"]));
+    assert!(dry.contains("would delete 0 segments"), "{dry}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["trim", d])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "trim without a limit must refuse");
+}
