@@ -16,21 +16,15 @@
 //!   process dies, and a second consumer of the name, in any process, is
 //!   refused with [`Error::ConsumerBusy`] meanwhile.
 
-use std::fs::File;
-use std::io;
-use std::sync::atomic::Ordering;
-
-use parking_lot::Mutex;
-
-use crate::dir::{Access, LogDir};
+use crate::dir::LogDir;
 use crate::error::CursorDefect;
 use crate::format::cursor::{
-    check_header, decode_name, encode_header, encode_name, slot_offset, FILE_LEN, FILE_NAME,
-    MAX_NAME, SLOTS, SLOT_COMMIT_NANOS, SLOT_CREATED_NANOS, SLOT_LEN, SLOT_NAME, SLOT_NAME_CRC,
-    SLOT_NAME_LEN, SLOT_POSITION, SLOT_STATE, STATE_FREE, STATE_LIVE,
+    decode_name, encode_name, header_defect, slot_offset, FILE_NAME, GEOMETRY, MAX_NAME, SLOTS,
+    SLOT_COMMIT_NANOS, SLOT_CREATED_NANOS, SLOT_LEN, SLOT_NAME, SLOT_NAME_CRC, SLOT_NAME_LEN,
+    SLOT_POSITION, SLOT_STATE, STATE_FREE, STATE_LIVE,
 };
-use crate::sys::calls::{self, wall_ns_coarse};
-use crate::sys::map::Mapping;
+use crate::sys::calls::wall_ns_coarse;
+use crate::table::{Hold, TableFile};
 use crate::{Error, Result};
 
 /// A live slot, as read.
@@ -46,42 +40,17 @@ pub(crate) struct SlotInfo {
 /// An open cursor table.
 #[derive(Debug)]
 pub(crate) struct CursorTable {
-    dir_path: std::path::PathBuf,
-    file: File,
-    map: Mapping,
-    /// Serialises this process's create, delete and reset (the OFD lock
-    /// on byte 0 excludes other processes; it does not exclude threads
-    /// sharing `file`'s description).
-    local: Mutex<()>,
-}
-
-/// Holds the table lock while alive.
-struct TableLock<'a> {
-    table: &'a CursorTable,
-    _local: parking_lot::MutexGuard<'a, ()>,
-}
-
-impl Drop for TableLock<'_> {
-    fn drop(&mut self) {
-        let _ = calls::ofd_unlock(&self.table.file, 0, 1);
-    }
+    file: TableFile,
 }
 
 /// A consumer's hold on its slot: an exclusive lock on the slot's bytes
 /// through a file description of its own, dropped with it.
-#[derive(Debug)]
-pub(crate) struct SlotLock {
-    _file: File,
-}
+pub(crate) type SlotLock = Hold;
 
 impl CursorTable {
-    fn path(&self) -> std::path::PathBuf {
-        self.dir_path.join(FILE_NAME)
-    }
-
     fn corrupt(&self, slot: Option<u32>, reason: CursorDefect) -> Error {
         Error::CorruptCursorTable {
-            path: self.path(),
+            path: self.file.path(),
             slot,
             reason,
         }
@@ -92,96 +61,22 @@ impl CursorTable {
     /// exist; `Ok(None)` if it does not exist and not `create`.
     pub(crate) fn open(dir: &LogDir, mode: u32, create: bool) -> Result<Option<CursorTable>> {
         let path = dir.join(FILE_NAME);
-        let file = match dir.open_file(FILE_NAME, Access::Write, "open cursor table")? {
-            Some(f) => f,
-            None if !create => return Ok(None),
-            None => {
-                let tmp = format!(
-                    ".{FILE_NAME}.{}.{}.tmp",
-                    std::process::id(),
-                    wall_ns_coarse()
-                );
-                let built = (|| {
-                    let f =
-                        dir.create_file(&tmp, Access::CreateNew(mode), "create cursor table")?;
-                    calls::allocate(&f, 0, FILE_LEN)
-                        .map_err(|e| Error::io("grow cursor table", dir.join(&tmp), e))?;
-                    use std::os::unix::fs::FileExt as _;
-                    f.write_all_at(&encode_header(), 0)
-                        .map_err(|e| Error::io("write cursor table", dir.join(&tmp), e))?;
-                    f.sync_all()
-                        .map_err(|e| Error::io("sync cursor table", dir.join(&tmp), e))?;
-                    match dir.link(&tmp, FILE_NAME) {
-                        Ok(()) => Ok(()),
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                        Err(e) => Err(Error::io("link cursor table", path.clone(), e)),
-                    }
-                })();
-                let _ = dir.remove(&tmp);
-                built?;
-                dir.sync()?;
-                dir.open_file(FILE_NAME, Access::Write, "open cursor table")?
-                    .ok_or_else(|| {
-                        Error::io(
-                            "open cursor table",
-                            path.clone(),
-                            io::ErrorKind::NotFound.into(),
-                        )
-                    })?
+        let file = TableFile::open(dir, FILE_NAME, &GEOMETRY, mode, create, |f| {
+            Error::CorruptCursorTable {
+                path: path.clone(),
+                slot: None,
+                reason: header_defect(f),
             }
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat cursor table", path.clone(), e))?
-            .len();
-        let mut head = [0u8; 28];
-        use std::os::unix::fs::FileExt as _;
-        let n = file
-            .read_at(&mut head, 0)
-            .map_err(|e| Error::io("read cursor table", path.clone(), e))?;
-        let table_err = |reason| Error::CorruptCursorTable {
-            path: path.clone(),
-            slot: None,
-            reason,
-        };
-        check_header(&head[..n]).map_err(table_err)?;
-        if len < FILE_LEN {
-            return Err(table_err(CursorDefect::Truncated));
-        }
-        let map = Mapping::new(&file, FILE_LEN, true)
-            .map_err(|e| Error::io("map cursor table", path.clone(), e))?;
-        Ok(Some(CursorTable {
-            dir_path: dir.path().to_owned(),
-            file,
-            map,
-            local: Mutex::new(()),
-        }))
-    }
-
-    fn lock(&self) -> Result<TableLock<'_>> {
-        let local = self.local.lock();
-        calls::ofd_lock(&self.file, 0, 1, true)
-            .map_err(|e| Error::io("lock cursor table", self.path(), e))?;
-        Ok(TableLock {
-            table: self,
-            _local: local,
-        })
+        })?;
+        Ok(file.map(|file| CursorTable { file }))
     }
 
     fn load(&self, slot: u32, field: u64) -> u64 {
-        self.map
-            .load_at((slot_offset(slot) + field) as usize)
-            .unwrap_or(0)
+        self.file.load(slot_offset(slot) + field)
     }
 
     fn store(&self, slot: u32, field: u64, v: u64) {
-        if let Some(w) = self
-            .map
-            .writable()
-            .and_then(|w| w.word_at((slot_offset(slot) + field) as usize))
-        {
-            w.store(v, Ordering::Release);
-        }
+        self.file.store(slot_offset(slot) + field, v);
     }
 
     /// The live slot at `slot`, `None` if it is free.
@@ -232,7 +127,7 @@ impl CursorTable {
         let (words, len, crc) = encode_name(name).ok_or_else(|| Error::InvalidConsumerName {
             name: name.to_owned(),
         })?;
-        let _lock = self.lock()?;
+        let _lock = self.file.lock()?;
         let live = self.list()?;
         if let Some(s) = live.iter().find(|s| s.name == name) {
             return Ok((s.clone(), false));
@@ -265,29 +160,16 @@ impl CursorTable {
 
     /// Takes the consumer's hold on `slot`, or [`Error::ConsumerBusy`].
     pub(crate) fn hold(&self, dir: &LogDir, slot: u32, name: &str) -> Result<SlotLock> {
-        let file = dir
-            .open_file(FILE_NAME, Access::Write, "open cursor table")?
-            .ok_or_else(|| Error::ConsumerNotFound {
+        self.file
+            .hold(dir, slot_offset(slot), SLOT_LEN)?
+            .ok_or_else(|| Error::ConsumerBusy {
                 name: name.to_owned(),
-            })?;
-        let held = calls::ofd_lock(&file, slot_offset(slot), SLOT_LEN, false)
-            .map_err(|e| Error::io("lock cursor slot", self.path(), e))?;
-        if !held {
-            return Err(Error::ConsumerBusy {
-                name: name.to_owned(),
-            });
-        }
-        Ok(SlotLock { _file: file })
+            })
     }
 
-    /// Whether a consumer holds `slot` now (a probe: takes and drops the
-    /// slot lock on a fresh description).
-    pub(crate) fn is_held(&self, dir: &LogDir, slot: u32, name: &str) -> Result<bool> {
-        match self.hold(dir, slot, name) {
-            Ok(_) => Ok(false),
-            Err(Error::ConsumerBusy { .. }) => Ok(true),
-            Err(e) => Err(e),
-        }
+    /// Whether a consumer holds `slot` now (a probe that takes nothing).
+    pub(crate) fn is_held(&self, slot: u32) -> Result<bool> {
+        self.file.is_held(slot_offset(slot), SLOT_LEN)
     }
 
     /// Commits `position` for the consumer holding `slot`: one atomic store
@@ -300,7 +182,7 @@ impl CursorTable {
 
     /// Moves the consumer `name` (which must not be in use) to `position`.
     pub(crate) fn reset(&self, dir: &LogDir, name: &str, position: u64) -> Result<()> {
-        let _lock = self.lock()?;
+        let _lock = self.file.lock()?;
         let s = self.find(name)?.ok_or_else(|| Error::ConsumerNotFound {
             name: name.to_owned(),
         })?;
@@ -312,7 +194,7 @@ impl CursorTable {
     /// Deletes the consumer `name` (which must not be in use): its slot is
     /// free at once (the state word first), and cleared after.
     pub(crate) fn delete(&self, dir: &LogDir, name: &str) -> Result<()> {
-        let _lock = self.lock()?;
+        let _lock = self.file.lock()?;
         let s = self.find(name)?.ok_or_else(|| Error::ConsumerNotFound {
             name: name.to_owned(),
         })?;

@@ -193,6 +193,39 @@ defects! {
     }
 }
 
+defects! {
+    /// Why a group table is refused: the reason of
+    /// [`Error::CorruptGroupTable`].
+    GroupDefect {
+        /// Shorter than its header or its blocks.
+        Truncated => "group table is truncated",
+        /// Does not start with the group table's magic bytes.
+        NotAGroupTable => "not a tidelog group table (bad magic)",
+        /// Written by a newer version of the format.
+        UnsupportedVersion => "group table format version is not supported",
+        /// The header does not match its checksum.
+        HeaderChecksum => "group table header checksum mismatch",
+        /// The block size or count is not this build's.
+        Geometry => "group table block geometry is not supported",
+        /// A block's state word holds a value no writer stores.
+        GroupState => "group state is neither free nor live",
+        /// A live group's name is empty or longer than 64 bytes.
+        NameLength => "group name length out of range",
+        /// A live group's name does not match its checksum.
+        NameChecksum => "group name checksum mismatch",
+        /// A live group's name is not UTF-8.
+        NameNotUtf8 => "group name is not UTF-8",
+        /// A group's maximum deliveries or visibility timeout is out of range.
+        Settings => "group settings out of range",
+        /// The dispatch word names a claim slot that does not exist.
+        Dispatch => "group dispatch word names no claim slot",
+        /// A claim word holds a state or an owner no writer stores.
+        ClaimWord => "claim word holds an unknown state or owner",
+        /// A claim's range is empty, reversed or not at frame alignment.
+        ClaimRange => "claim range is not a run of records",
+    }
+}
+
 /// Why options are refused: the reason of [`Error::InvalidOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -205,6 +238,9 @@ pub enum OptionsDefect {
     GrowStepTooLarge,
     /// A record size limit that does not fit in a segment of the capacity.
     RecordDoesNotFit,
+    /// A consumer group's batch of zero records, maximum deliveries of zero
+    /// or above 2^32, or visibility timeout of zero.
+    GroupSettings,
 }
 
 impl fmt::Display for OptionsDefect {
@@ -216,6 +252,10 @@ impl fmt::Display for OptionsDefect {
             Self::RecordDoesNotFit => {
                 f.write_str("max record size does not fit in a segment of this capacity")
             }
+            Self::GroupSettings => f.write_str(
+                "a group needs a batch of 1 or more records, 1 to 2^32 deliveries \
+                 and a visibility timeout above zero",
+            ),
         }
     }
 }
@@ -419,6 +459,62 @@ pub enum Error {
         /// The name given.
         name: String,
     },
+    /// The group table (the file `groups` in the log directory) is damaged
+    /// or not one.
+    CorruptGroupTable {
+        /// The file.
+        path: PathBuf,
+        /// The group block concerned, if the damage is in one.
+        group: Option<u32>,
+        /// What is wrong.
+        reason: GroupDefect,
+    },
+    /// No consumer group has this name.
+    GroupNotFound {
+        /// The name.
+        name: String,
+    },
+    /// The group has members running now (deleting or resetting it needs
+    /// none).
+    GroupBusy {
+        /// The name.
+        name: String,
+    },
+    /// Every block of the group table is taken.
+    TooManyGroups {
+        /// How many groups a log can have.
+        max: u32,
+    },
+    /// The group has as many members running as it can have.
+    TooManyMembers {
+        /// The group.
+        name: String,
+        /// How many members a group can have at once.
+        max: u32,
+    },
+    /// Every claim slot of the group is in use: members hold that many
+    /// batches unacknowledged.
+    TooManyClaims {
+        /// The group.
+        name: String,
+        /// How many batches a group can have in flight.
+        max: u32,
+    },
+    /// A group name that is empty or longer than 64 bytes.
+    InvalidGroupName {
+        /// The name given.
+        name: String,
+    },
+    /// The batch was taken from this member, because it overran the
+    /// group's visibility timeout (or a tool reset the group), and handed
+    /// to another: this acknowledgement counts for nothing, and the records
+    /// are, or will be, delivered again.
+    ClaimLost {
+        /// The group.
+        name: String,
+        /// The first position of the batch.
+        position: Position,
+    },
     /// The position was in segments that retention deleted.
     Retired {
         /// The position asked for (or where a reader stood).
@@ -455,6 +551,7 @@ impl Error {
         match self {
             Self::CorruptFrame { position, .. }
             | Self::Retired { position, .. }
+            | Self::ClaimLost { position, .. }
             | Self::ChecksumMismatch { position, .. }
             | Self::InvalidPosition { position, .. } => Some(*position),
             _ => None,
@@ -475,6 +572,7 @@ impl Error {
                 | Self::NotARegularFile { .. }
                 | Self::SegmentRemoved { .. }
                 | Self::CorruptCursorTable { .. }
+                | Self::CorruptGroupTable { .. }
         )
     }
 }
@@ -569,6 +667,34 @@ impl fmt::Display for Error {
             Self::InvalidConsumerName { name } => write!(
                 f,
                 "consumer name {name:?} must be 1 to 64 bytes of UTF-8"
+            ),
+            Self::CorruptGroupTable { path, group, reason } => match group {
+                Some(g) => write!(f, "corrupt group table {} (group block {g}): {reason}", path.display()),
+                None => write!(f, "corrupt group table {}: {reason}", path.display()),
+            },
+            Self::GroupNotFound { name } => write!(f, "no consumer group named {name:?}"),
+            Self::GroupBusy { name } => {
+                write!(f, "consumer group {name:?} has members running")
+            }
+            Self::TooManyGroups { max } => {
+                write!(f, "the log has {max} consumer groups already, its most")
+            }
+            Self::TooManyMembers { name, max } => write!(
+                f,
+                "consumer group {name:?} has {max} members running already, its most"
+            ),
+            Self::TooManyClaims { name, max } => write!(
+                f,
+                "consumer group {name:?} has {max} batches unacknowledged already, its most"
+            ),
+            Self::InvalidGroupName { name } => write!(
+                f,
+                "group name {name:?} must be 1 to 64 bytes of UTF-8"
+            ),
+            Self::ClaimLost { name, position } => write!(
+                f,
+                "the batch at {position} of consumer group {name:?} was handed to another member \
+                 (visibility timeout overrun); it will be delivered again"
             ),
             Self::Retired { position, oldest } => write!(
                 f,

@@ -72,6 +72,8 @@ mod error;
 pub mod format;
 #[cfg(not(feature = "unstable-internals"))]
 mod format;
+mod group;
+mod group_table;
 #[cfg(feature = "unstable-internals")]
 #[doc(hidden)]
 pub mod internals;
@@ -86,13 +88,15 @@ mod retention;
 mod segment;
 mod store;
 mod sys;
+mod table;
 
 pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
 pub use consumer::{Consumer, ConsumerInfo, StartAt};
 pub use error::{
-    CapacityDefect, CursorDefect, Error, FrameDefect, HeaderDefect, OptionsDefect, PositionDefect,
-    Result,
+    CapacityDefect, CursorDefect, Error, FrameDefect, GroupDefect, HeaderDefect, OptionsDefect,
+    PositionDefect, Result,
 };
+pub use group::{Batch, DeadLetter, GroupInfo, GroupMember, GroupOptions};
 pub use log::{Log, SegmentInfo};
 pub use options::{
     Options, Retention, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE,

@@ -12,8 +12,9 @@ use crate::append::Appender;
 use crate::consumer::{system_time, Consumer, ConsumerInfo, StartAt};
 use crate::cursor::CursorTable;
 use crate::dir::LogDir;
-use crate::error::PositionDefect;
-use crate::format::{FRAME_ALIGN, HEADER_LEN};
+use crate::format::HEADER_LEN;
+use crate::group::{DeadLetter, GroupInfo, GroupMember, GroupOptions};
+use crate::group_table::GroupTable;
 use crate::options::Retention;
 use crate::options::{Resolved, WriterMode};
 use crate::read::Reader;
@@ -211,52 +212,7 @@ impl Log {
     /// [`Error::InvalidPosition`] for a position outside the log or not at a
     /// frame boundary.
     pub fn reader_at(&self, position: Position) -> Result<Reader> {
-        let pos = position.get();
-        let invalid = |reason| Error::InvalidPosition { position, reason };
-        let bases = self.inner.dir.segments()?;
-        if let Some(&first) = bases.first() {
-            if pos < first && first > 0 {
-                return Err(Error::Retired {
-                    position,
-                    oldest: Position::from(first + HEADER_LEN),
-                });
-            }
-        }
-        let Some(&base) = bases.iter().rev().find(|&&b| b <= pos) else {
-            return Err(invalid(PositionDefect::BeforeOldestSegment));
-        };
-        let Some(seg) = self.inner.segment(base)? else {
-            return Err(invalid(PositionDefect::BeforeOldestSegment));
-        };
-        let off = pos - base;
-        if off >= seg.capacity() {
-            // The first position of a successor that does not exist yet is
-            // where a reader at the end of a full segment waits.
-            let full = seg.shared().tail() > seg.data_limit();
-            if off == seg.capacity() + HEADER_LEN && full {
-                let end = seg.capacity();
-                return Ok(Reader::new(Arc::clone(&self.inner), seg, end));
-            }
-            return Err(invalid(PositionDefect::OutsideDataArea));
-        }
-        if off < HEADER_LEN || !off.is_multiple_of(FRAME_ALIGN) {
-            return Err(invalid(PositionDefect::NotAtFrameBoundary));
-        }
-        let tail = seg.shared().reserved_end();
-        if off > tail {
-            return Err(invalid(PositionDefect::PastEnd));
-        }
-        if off == HEADER_LEN || off == tail {
-            // Boundaries by construction: the first frame, and the tail
-            // (it only grows, by whole reservations).
-            return Ok(Reader::new(Arc::clone(&self.inner), seg, off));
-        }
-        // Prove it: walk from a proven boundary before it (one the index
-        // records, or a watermark), frame by frame.
-        let start = seg.shared().proven_floor(off);
-        let mut reader = Reader::new(Arc::clone(&self.inner), seg, start);
-        reader.seek_to(pos)?;
-        Ok(reader)
+        Reader::at(&self.inner, position)
     }
 
     /// The position the next record appended will have, unless appends in
@@ -368,23 +324,9 @@ impl Log {
         let end = self.end_position()?.get();
         let mut out = Vec::new();
         for s in table.list()? {
-            let mut lag_records = 0;
-            if let Ok(mut r) = self.reader_at(Position::from(s.position)) {
-                loop {
-                    match r.try_next() {
-                        Ok(Some(_)) => lag_records += 1,
-                        Ok(None) => break,
-                        Err(_) => {
-                            let at = r.position();
-                            if r.skip_damaged()? == at {
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+            let lag_records = self.records_after(s.position)?;
             out.push(ConsumerInfo {
-                active: table.is_held(&self.inner.dir, s.slot, &s.name)?,
+                active: table.is_held(s.slot)?,
                 name: s.name,
                 committed: Position::from(s.position),
                 last_commit: system_time(s.commit_nanos),
@@ -411,6 +353,192 @@ impl Log {
     /// [`Error::ConsumerNotFound`]; [`Error::ConsumerBusy`] while it runs.
     pub fn delete_consumer(&self, name: &str) -> Result<()> {
         self.existing_table(name)?.delete(&self.inner.dir, name)
+    }
+
+    /// Records from `position` to the end of the log (0 if `position` is
+    /// not one a reader can start at).
+    fn records_after(&self, position: u64) -> Result<u64> {
+        let mut n = 0;
+        if let Ok(mut r) = self.reader_at(Position::from(position)) {
+            loop {
+                match r.try_next() {
+                    Ok(Some(_)) => n += 1,
+                    Ok(None) => break,
+                    Err(_) => {
+                        let at = r.position();
+                        if r.skip_damaged()? == at {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Joins the consumer group `name` (see [`GroupMember`]), creating it
+    /// with the default [`GroupOptions`] if it does not exist.
+    ///
+    /// # Errors
+    /// As [`group_member_with`](Self::group_member_with).
+    pub fn group_member(&self, name: &str) -> Result<GroupMember> {
+        self.group_member_with(name, GroupOptions::default())
+    }
+
+    /// Joins the consumer group `name`, creating it with `opts` if it does
+    /// not exist (a group keeps the settings it was created with; `opts`'s
+    /// batch size is this member's).
+    ///
+    /// Creates the log's group table (the file `groups`) if it has none,
+    /// and writes to it, also through a read-only handle.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use tidelog::{GroupOptions, Log};
+    /// let log = Log::open(tmp.path())?;
+    /// log.appender()?.append(b"job")?;
+    /// let opts = GroupOptions::new()
+    ///     .batch(16)
+    ///     .visibility_timeout(Duration::from_secs(5))
+    ///     .max_deliveries(3);
+    /// let mut a = log.group_member_with("jobs", opts)?;
+    /// let mut b = log.group_member_with("jobs", opts)?;
+    /// let batch = a.claim()?.expect("one record");
+    /// assert!(b.claim()?.is_none()); // a holds it
+    /// a.release(batch)?; // handed back: b gets it, a second delivery
+    /// let again = b.claim()?.expect("redelivered");
+    /// assert_eq!(again.deliveries(), 2);
+    /// b.ack(again)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidGroupName`]; [`Error::InvalidOptions`];
+    /// [`Error::TooManyGroups`]; [`Error::TooManyMembers`]; the errors of
+    /// [`reader_at`](Self::reader_at) for the group's dispatch position;
+    /// [`Error::CorruptGroupTable`]; I/O errors.
+    pub fn group_member_with(&self, name: &str, opts: GroupOptions) -> Result<GroupMember> {
+        let (max_deliveries, visibility) = opts.check()?;
+        let table = self.group_table(true)?;
+        loop {
+            let rec = match table.find(name)? {
+                Some(rec) => rec,
+                None => {
+                    let start = self.resolve(opts.start_at())?;
+                    // Proven a record boundary before any member relies on it.
+                    self.reader_at(start)?;
+                    table.find_or_create(name, start.get(), max_deliveries, visibility)?
+                }
+            };
+            match GroupMember::join(
+                Arc::clone(&self.inner),
+                Arc::clone(&table),
+                rec.block,
+                name,
+                &opts,
+            ) {
+                // Deleted between the two: create it again.
+                Err(Error::GroupNotFound { .. }) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Every consumer group: its watermark, dispatch position, lag,
+    /// members, batches in flight and dead letters. Counting the lag in
+    /// records reads the records after each watermark.
+    ///
+    /// # Errors
+    /// [`Error::CorruptGroupTable`]; I/O errors.
+    pub fn groups(&self) -> Result<Vec<GroupInfo>> {
+        let Some(table) = self.inner.group_table(false)? else {
+            return Ok(Vec::new());
+        };
+        let end = self.end_position()?.get();
+        let mut out = Vec::new();
+        for g in table.list()? {
+            let watermark = table.watermark(g.block)?;
+            let (in_flight, orphans) = table.claim_counts(g.block)?;
+            let members = table
+                .members(g.block)?
+                .into_iter()
+                .map(|(_, pid, joined)| (pid as u32, system_time(joined)))
+                .collect();
+            out.push(GroupInfo {
+                watermark: Position::from(watermark),
+                dispatched: Position::from(g.dispatch),
+                lag_records: self.records_after(watermark)?,
+                lag_bytes: end.saturating_sub(watermark),
+                members,
+                in_flight,
+                orphans,
+                dead_letters: g.dead_count,
+                max_deliveries: u32::try_from(g.max_deliveries).unwrap_or(u32::MAX),
+                visibility_timeout: std::time::Duration::from_nanos(g.visibility_nanos),
+                created: system_time(g.created_nanos),
+                name: g.name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The dead letters of the group `name`, oldest first: the latest 128
+    /// (the group keeps a ring of them; [`GroupInfo::dead_letters`] counts
+    /// them all).
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`]; [`Error::CorruptGroupTable`].
+    pub fn dead_letters(&self, name: &str) -> Result<Vec<DeadLetter>> {
+        let table = self.existing_groups(name)?;
+        let g = table.find(name)?.ok_or_else(|| Error::GroupNotFound {
+            name: name.to_owned(),
+        })?;
+        Ok(table
+            .dead_letters(g.block)
+            .into_iter()
+            .map(|d| DeadLetter::from_parts(d.position, d.end, d.deliveries, d.nanos))
+            .collect())
+    }
+
+    /// Moves the group `name` (no members running) to `to`: batches in
+    /// flight are dropped, and records before `to` count as done.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`]; [`Error::GroupBusy`] while members run;
+    /// the errors of [`reader_at`](Self::reader_at) for `to`.
+    pub fn reset_group(&self, name: &str, to: StartAt) -> Result<()> {
+        let table = self.existing_groups(name)?;
+        let to = self.resolve(to)?;
+        self.reader_at(to)?;
+        table.reset(name, to.get())
+    }
+
+    /// Deletes the group `name` (no members running), and its dead
+    /// letters.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`]; [`Error::GroupBusy`] while members run.
+    pub fn delete_group(&self, name: &str) -> Result<()> {
+        self.existing_groups(name)?.delete(name)
+    }
+
+    fn group_table(&self, create: bool) -> Result<Arc<GroupTable>> {
+        self.inner
+            .group_table(create)?
+            .ok_or_else(|| Error::NotFound {
+                path: self.inner.dir.path().to_owned(),
+            })
+    }
+
+    fn existing_groups(&self, name: &str) -> Result<Arc<GroupTable>> {
+        self.inner
+            .group_table(false)?
+            .ok_or_else(|| Error::GroupNotFound {
+                name: name.to_owned(),
+            })
     }
 
     fn cursor_table(&self) -> Result<Arc<CursorTable>> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{FrameDefect, PositionDefect};
 use crate::format::frame::{self, Header};
-use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
+use crate::format::{FRAME_ALIGN, FRAME_HEADER_LEN, HEADER_LEN};
 use crate::segment::Segment;
 use crate::store::Store;
 use crate::sys::map::{Slot, SlotError};
@@ -88,7 +88,7 @@ const READ_ONLY_PARK: Duration = Duration::from_millis(1);
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Reader {
     log: Arc<Store>,
     seg: Arc<Segment>,
@@ -212,6 +212,57 @@ impl Reader {
             seek_stop: false,
             stop_at: None,
         }
+    }
+
+    /// A reader at `position` of the log `log` (see
+    /// [`Log::reader_at`](crate::Log::reader_at)).
+    pub(crate) fn at(log: &Arc<Store>, position: Position) -> Result<Reader> {
+        let pos = position.get();
+        let invalid = |reason| Error::InvalidPosition { position, reason };
+        let bases = log.dir.segments()?;
+        if let Some(&first) = bases.first() {
+            if pos < first && first > 0 {
+                return Err(Error::Retired {
+                    position,
+                    oldest: Position::from(first + HEADER_LEN),
+                });
+            }
+        }
+        let Some(&base) = bases.iter().rev().find(|&&b| b <= pos) else {
+            return Err(invalid(PositionDefect::BeforeOldestSegment));
+        };
+        let Some(seg) = log.segment(base)? else {
+            return Err(invalid(PositionDefect::BeforeOldestSegment));
+        };
+        let off = pos - base;
+        if off >= seg.capacity() {
+            // The first position of a successor that does not exist yet is
+            // where a reader at the end of a full segment waits.
+            let full = seg.shared().tail() > seg.data_limit();
+            if off == seg.capacity() + HEADER_LEN && full {
+                let end = seg.capacity();
+                return Ok(Reader::new(Arc::clone(log), seg, end));
+            }
+            return Err(invalid(PositionDefect::OutsideDataArea));
+        }
+        if off < HEADER_LEN || !off.is_multiple_of(FRAME_ALIGN) {
+            return Err(invalid(PositionDefect::NotAtFrameBoundary));
+        }
+        let tail = seg.shared().reserved_end();
+        if off > tail {
+            return Err(invalid(PositionDefect::PastEnd));
+        }
+        if off == HEADER_LEN || off == tail {
+            // Boundaries by construction: the first frame, and the tail
+            // (it only grows, by whole reservations).
+            return Ok(Reader::new(Arc::clone(log), seg, off));
+        }
+        // Prove it: walk from a proven boundary before it (one the index
+        // records, or a watermark), frame by frame.
+        let start = seg.shared().proven_floor(off);
+        let mut reader = Reader::new(Arc::clone(log), seg, start);
+        reader.seek_to(pos)?;
+        Ok(reader)
     }
 
     /// Makes the reader walk from its (proven) position to `target`,

@@ -29,12 +29,14 @@ pub struct RetentionReport {
     pub bytes_freed: u64,
     /// The oldest position the log holds afterwards.
     pub oldest: Position,
-    /// The durable consumer that kept retention from deleting more, if
-    /// one did.
+    /// The durable consumer, or consumer group (as `group NAME`), that kept
+    /// retention from deleting more, if one did.
     pub held_back_by: Option<String>,
 }
 
-/// The slowest durable consumer: its name and committed position.
+/// The slowest durable consumer or consumer group: its name and the
+/// position before which it has everything (a consumer's committed
+/// position, a group's watermark).
 pub(crate) type Floor = Option<(String, u64)>;
 
 /// Applies `retention` to the log in `dir`. `segment` opens a segment by

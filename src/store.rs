@@ -17,6 +17,7 @@ use crate::dir::{file_name, LogDir};
 use crate::error::HeaderDefect;
 use crate::format::header::SegmentHeader;
 use crate::format::HEADER_LEN;
+use crate::group_table::GroupTable;
 use crate::liveness::{self, Registration};
 use crate::options::Resolved;
 use crate::options::Retention;
@@ -52,6 +53,7 @@ pub(crate) struct Store {
     dir_synced: AtomicU64,
     /// The cursor table, once a consumer needed it.
     cursors: Mutex<Option<Arc<CursorTable>>>,
+    groups: Mutex<Option<Arc<GroupTable>>>,
 }
 
 /// The oldest and the newest segment of a log.
@@ -150,6 +152,7 @@ impl Store {
             recovery,
             dir_synced: AtomicU64::new(0),
             cursors: Mutex::new(None),
+            groups: Mutex::new(None),
         }
     }
 
@@ -287,14 +290,7 @@ impl Store {
         retention: Retention,
         dry_run: bool,
     ) -> Result<RetentionReport> {
-        let floor = match self.cursor_table(false)? {
-            Some(t) => t
-                .list()?
-                .into_iter()
-                .min_by_key(|s| s.position)
-                .map(|s| (s.name, s.position)),
-            None => None,
-        };
+        let floor = self.retention_floor()?;
         let report = retention::apply(
             &self.dir,
             self.opts.file_mode,
@@ -432,6 +428,38 @@ impl Store {
             *held = CursorTable::open(&self.dir, self.opts.file_mode, create)?.map(Arc::new);
         }
         Ok(held.clone())
+    }
+
+    /// The group table, opened once; created if `create` and missing,
+    /// `None` if missing otherwise.
+    pub(crate) fn group_table(&self, create: bool) -> Result<Option<Arc<GroupTable>>> {
+        let mut held = self.groups.lock();
+        if held.is_none() {
+            *held = GroupTable::open(&self.dir, self.opts.file_mode, create)?.map(Arc::new);
+        }
+        Ok(held.clone())
+    }
+
+    /// The slowest durable consumer or consumer group (as `group NAME`):
+    /// its name and the position before which it has everything.
+    pub(crate) fn retention_floor(&self) -> Result<crate::retention::Floor> {
+        let mut floor: crate::retention::Floor = None;
+        let mut lower = |name: String, at: u64| {
+            if floor.as_ref().is_none_or(|(_, f)| at < *f) {
+                floor = Some((name, at));
+            }
+        };
+        if let Some(t) = self.cursor_table(false)? {
+            for s in t.list()? {
+                lower(s.name, s.position);
+            }
+        }
+        if let Some(t) = self.group_table(false)? {
+            for g in t.list()? {
+                lower(format!("group {}", g.name), t.watermark(g.block)?);
+            }
+        }
+        Ok(floor)
     }
 
     /// Fsyncs the directory if it holds a segment this handle has not seen

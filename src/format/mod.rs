@@ -7,7 +7,9 @@
 
 pub mod cursor;
 pub mod frame;
+pub mod group;
 pub mod header;
+pub mod table;
 
 /// Every frame starts on a multiple of this many bytes, so that the frame
 /// header word can be accessed as an aligned 64-bit atomic.

@@ -237,6 +237,60 @@ pub(crate) fn ofd_unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
     ofd(file, libc::F_UNLCK, start, len, false).map(|_| ())
 }
 
+/// Whether another open file description holds a lock conflicting with an
+/// exclusive one on `len` bytes at `start` of `file` (`F_OFD_GETLK`): a
+/// probe that takes nothing, so it never stands in the way of the holder
+/// or of a process about to take the lock.
+pub(crate) fn ofd_probe(file: &File, start: u64, len: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    let (Ok(start), Ok(len)) = (libc::off_t::try_from(start), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "lock range out of range",
+        ));
+    };
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct
+    // (`l_pid` must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    // SAFETY: the descriptor is open while `file` is borrowed; `fl` is a
+    // valid, writable `flock` that outlives the call, which reads it and
+    // writes the conflicting lock (or `F_UNLCK`) back into it.
+    let ret = unsafe {
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_OFD_GETLK,
+            &mut fl as *mut libc::flock,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Nanoseconds on the coarse monotonic clock (a few nanoseconds through the
+/// vDSO, resolution of a scheduler tick). The clock is the same in every
+/// process of a boot, so a time stored in shared memory by one process can
+/// be compared with another's now.
+pub(crate) fn mono_ns_coarse() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; the clock exists on every Linux this builds for (on failure `ts`
+    // stays zero: every claim then looks fresh, and liveness still moves a
+    // dead member's claims).
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts);
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 fn ofd(file: &File, kind: libc::c_int, start: u64, len: u64, wait: bool) -> io::Result<bool> {
     use std::os::fd::AsRawFd as _;
     let (Ok(start), Ok(len)) = (libc::off_t::try_from(start), libc::off_t::try_from(len)) else {
