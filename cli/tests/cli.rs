@@ -107,8 +107,23 @@ fn bench_runs_every_scenario_and_reports_json() {
     ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     let rows = report["throughput"].as_array().unwrap();
-    // throughput (5), multi (2), large (2)
-    assert_eq!(rows.len(), 9);
+    // throughput (5), multi (2), large (2), group (3)
+    assert_eq!(rows.len(), 12);
+    let groups: Vec<_> = rows.iter().filter(|r| r["scenario"] == "group").collect();
+    let members: Vec<_> = groups
+        .iter()
+        .map(|r| r["consumers"].as_u64().unwrap())
+        .collect();
+    assert_eq!(members, [1, 2, 4]);
+    let figures = report["figures"].as_array().unwrap();
+    // commit (2), retention (4)
+    assert_eq!(figures.len(), 6, "{figures:?}");
+    for f in figures {
+        // (With segments this small, the producer may be done before
+        // retention runs: appends/s may be 0.)
+        let least = if f["unit"] == "records/s" { 0.0 } else { 1e-9 };
+        assert!(f["value"].as_f64().unwrap() >= least, "{f}");
+    }
     for row in rows {
         assert!(row["records_per_sec"].as_f64().unwrap() > 0.0, "{row}");
     }

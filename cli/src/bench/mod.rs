@@ -27,8 +27,12 @@ type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 /// Arguments of `tidelog bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Scenarios to run, comma-separated: throughput, multi, large, latency
-    /// or all.
+    /// Scenarios to run, comma-separated: throughput, multi, large, group,
+    /// commit, retention, latency or all. (group: a producer fills a log, then 1, 2 and 4
+    /// member processes of one consumer group claim, check and acknowledge
+    /// every record; timed from the members' start to their end. commit: a
+    /// durable consumer's commit, in process. retention: deleting a full
+    /// segment while a producer and a reader process run.)
     #[arg(long, value_delimiter = ',', default_value = "all")]
     scenario: Vec<String>,
     /// Record size in bytes for the throughput, multi and latency scenarios
@@ -135,11 +139,32 @@ struct Machine {
     log_dir: String,
 }
 
+/// A single measured figure of the queue scenarios.
+#[derive(Debug, Clone, Serialize)]
+struct Figure {
+    scenario: String,
+    name: String,
+    value: f64,
+    unit: String,
+}
+
+impl Figure {
+    fn new(scenario: &str, name: &str, value: f64, unit: &str) -> Self {
+        Self {
+            scenario: scenario.into(),
+            name: name.into(),
+            value,
+            unit: unit.into(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     machine: Machine,
     throughput: Vec<Row>,
     latency: Vec<LatencyRow>,
+    figures: Vec<Figure>,
 }
 
 struct Proc {
@@ -253,6 +278,9 @@ impl Bench {
     /// Runs one scenario: returns the elapsed nanoseconds and the first
     /// consumer's latency report.
     fn run(&mut self, spec: &Spec, label: &str) -> Result<(u64, Option<Latency>)> {
+        if spec.transport == "group" {
+            return Ok((self.run_group(spec, label)?, None));
+        }
         self.progress(label);
         let path = self.tmp.path().join(format!("run{}", self.runs));
         let per_producer = spec.count / u64::from(spec.producers);
@@ -325,6 +353,158 @@ impl Bench {
         Ok((end.saturating_sub(start), latency))
     }
 
+    /// Runs one consumer-group dispatch: a producer fills a log with
+    /// `spec.count` records (not timed), then `spec.consumers` member
+    /// processes of one group claim, check and acknowledge every record in
+    /// batches of 64; timed from the first member's start to the last
+    /// one's end. The members' bitmaps must be disjoint and cover every
+    /// record.
+    fn run_group(&mut self, spec: &Spec, label: &str) -> Result<u64> {
+        self.progress(label);
+        let path = self.tmp.path().join(format!("run{}", self.runs));
+        tidelog_options(self.args.segment_mib).open(&path)?;
+        let fill = Spec {
+            transport: "tidelog",
+            ..spec.clone()
+        };
+        let mut producer = self.spawn(
+            "producer",
+            &fill,
+            &path,
+            &[("id", "0".into()), ("count", spec.count.to_string())],
+            &[],
+        )?;
+        producer.go()?;
+        producer.finish()?;
+        let mut members = Vec::new();
+        for id in 0..spec.consumers {
+            let opts = [
+                ("id", id.to_string()),
+                ("count", spec.count.to_string()),
+                ("batch", "64".to_string()),
+            ];
+            members.push(self.spawn("member", spec, &path, &opts, &[])?);
+        }
+        for m in &mut members {
+            m.go()?;
+        }
+        let (mut start, mut end) = (u64::MAX, 0);
+        for m in members {
+            let (s, e, _) = m.finish()?;
+            start = start.min(s);
+            end = end.max(e);
+        }
+        let mut union = vec![0u8; spec.count.div_ceil(64) as usize * 8];
+        for id in 0..spec.consumers {
+            let file = worker::member_file(&path, id);
+            let bits = std::fs::read(&file)?;
+            if bits.len() != union.len() {
+                return Err("a member's bitmap has the wrong size".into());
+            }
+            for (u, b) in union.iter_mut().zip(&bits) {
+                if *u & *b != 0 {
+                    return Err("a record was acknowledged by two members".into());
+                }
+                *u |= *b;
+            }
+            std::fs::remove_file(&file)?;
+        }
+        let acked: u64 = union.iter().map(|b| u64::from(b.count_ones())).sum();
+        if acked != spec.count {
+            return Err(format!("{acked} of {} records acknowledged", spec.count).into());
+        }
+        std::fs::remove_dir_all(&path)?;
+        Ok(end.saturating_sub(start))
+    }
+
+    /// Retention of a full segment while a producer process appends and a
+    /// reader process reads: the time `apply_retention` takes, and the
+    /// appends per second in the 300 ms before it, during it and in the
+    /// 300 ms after it (from the log's end position, in this process).
+    fn retention_figures(&mut self) -> Result<Vec<Figure>> {
+        self.progress("retention of a full segment");
+        let size = self.args.size;
+        let segment = self.args.segment_mib << 20;
+        let frame = (size as u64 + 8).next_multiple_of(8);
+        // Enough to fill the first segment, and to go on appending for as
+        // long again after.
+        let count = segment / frame * 3;
+        let spec = Spec {
+            transport: "tidelog",
+            producers: 1,
+            consumers: 1,
+            count,
+            size,
+            rate: 0,
+            wait: "spin-park",
+        };
+        let path = self.tmp.path().join("retention");
+        let log = tidelog_options(self.args.segment_mib).open(&path)?;
+        let mut consumer = self.spawn(
+            "consumer",
+            &spec,
+            &path,
+            &[("count", count.to_string())],
+            &[],
+        )?;
+        let mut producer = self.spawn(
+            "producer",
+            &spec,
+            &path,
+            &[("id", "0".into()), ("count", count.to_string())],
+            &[],
+        )?;
+        consumer.go()?;
+        producer.go()?;
+        while log.segments()?.len() < 2 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let rate = |from: (u64, std::time::Instant), to: (u64, std::time::Instant)| {
+            (to.0 - from.0) as f64 / frame as f64 / (to.1 - from.1).as_secs_f64()
+        };
+        let sample = || -> Result<(u64, std::time::Instant)> {
+            Ok((log.end_position()?.get(), std::time::Instant::now()))
+        };
+        let window = std::time::Duration::from_millis(300);
+        let a = sample()?;
+        std::thread::sleep(window);
+        let b = sample()?;
+        let report = log.apply_retention_with(tidelog::Retention::new().max_bytes(1), false)?;
+        let c = sample()?;
+        std::thread::sleep(window);
+        let d = sample()?;
+        producer.finish()?;
+        consumer.finish()?;
+        if report.segments_deleted == 0 {
+            return Err("retention deleted no segment".into());
+        }
+        drop(log);
+        std::fs::remove_dir_all(&path)?;
+        let seg = fmt_size(segment as usize);
+        let n = report.segments_deleted;
+        Ok(vec![
+            Figure::new(
+                "retention",
+                &format!("retire {n} full {seg} segment(s) (unlink, directory fsync)"),
+                (c.1 - b.1).as_secs_f64() * 1e3,
+                "ms",
+            ),
+            Figure::new(
+                "retention",
+                "appends/s in the 300 ms before",
+                rate(a, b),
+                "records/s",
+            ),
+            Figure::new("retention", "appends/s during it", rate(b, c), "records/s"),
+            Figure::new(
+                "retention",
+                "appends/s in the 300 ms after",
+                rate(c, d),
+                "records/s",
+            ),
+        ])
+    }
+
     /// Runs each spec of a group `repeat` times, interleaved (so that the
     /// transports compared meet the same machine state), and reports the
     /// median of each.
@@ -371,6 +551,57 @@ impl Bench {
             })
             .collect())
     }
+}
+
+/// A durable consumer's commit, in this process: nanoseconds per commit
+/// alone, and per record read, checked and committed.
+fn commit_figures(dir: &Path, segment_mib: u64, size: usize) -> Result<Vec<Figure>> {
+    let path = dir.join("commit");
+    let log = tidelog_options(segment_mib).open(&path)?;
+    let n: u64 = 2_000_000;
+    {
+        let mut a = log.appender()?;
+        let record = vec![7u8; size];
+        for _ in 0..n {
+            a.append(&record)?;
+        }
+    }
+    let mut c = log.consumer("bench")?;
+    c.try_next()?.ok_or("no record")?;
+    let commits = 10_000_000u32;
+    let t = std::time::Instant::now();
+    for _ in 0..commits {
+        std::hint::black_box(c.commit());
+    }
+    let per_commit = t.elapsed().as_nanos() as f64 / f64::from(commits);
+    drop(c);
+    log.reset_consumer("bench", tidelog::StartAt::Beginning)?;
+    let mut c = log.consumer("bench")?;
+    let t = std::time::Instant::now();
+    let mut read = 0u64;
+    while let Some(r) = c.try_next()? {
+        if r.iter().fold(0u8, |acc, &b| acc | (b ^ 7)) != 0 {
+            return Err("record damaged".into());
+        }
+        read += 1;
+        c.commit();
+    }
+    if read != n {
+        return Err(format!("read {read} of {n} records").into());
+    }
+    let per_record = t.elapsed().as_nanos() as f64 / n as f64;
+    drop(c);
+    drop(log);
+    std::fs::remove_dir_all(&path)?;
+    Ok(vec![
+        Figure::new("commit", "one commit (two atomic stores)", per_commit, "ns"),
+        Figure::new(
+            "commit",
+            &format!("read, check and commit one {} record", fmt_size(size)),
+            per_record,
+            "ns",
+        ),
+    ])
 }
 
 fn wants(args: &Args, scenario: &str) -> bool {
@@ -454,6 +685,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ("throughput", 5 * repeat),
         ("multi", 2 * repeat),
         ("large", 2 * repeat),
+        ("group", 3 * repeat + 1),
+        ("retention", 1),
         ("latency", 7),
     ] {
         if wants(&args, s) {
@@ -514,6 +747,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ],
         )?);
     }
+    if wants(&b.args, "group") {
+        let group: Vec<_> = [1, 2, 4]
+            .into_iter()
+            .map(|members| {
+                (
+                    spec("group", 1, members, count, size),
+                    "tidelog group, batch 64",
+                )
+            })
+            .collect();
+        rows.extend(b.throughput_group("group", &group)?);
+    }
     // Ratios to the pipe and to the limit of the same record size.
     let pipe: Vec<_> = rows
         .iter()
@@ -537,6 +782,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .iter()
             .find(|(s, _)| *s == r.size)
             .map(|(_, l)| r.records_per_sec / l);
+    }
+
+    let mut figures = Vec::new();
+    if wants(&b.args, "commit") {
+        figures.extend(commit_figures(
+            b.tmp.path(),
+            b.args.segment_mib,
+            b.args.size,
+        )?);
+    }
+    if wants(&b.args, "retention") {
+        figures.extend(b.retention_figures()?);
     }
 
     let mut latency = Vec::new();
@@ -590,6 +847,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         machine,
         throughput: rows,
         latency,
+        figures,
     };
     if b.args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -636,6 +894,18 @@ fn print_tables(r: &Report) {
                 ratio(row.vs_pipe),
                 ratio(row.vs_limit),
             );
+        }
+    }
+    if !r.figures.is_empty() {
+        println!();
+        println!("{:<11} {:<58} {:>14}", "scenario", "figure", "value");
+        for f in &r.figures {
+            let value = if f.unit == "records/s" {
+                format!("{}/s", fmt_rate(f.value))
+            } else {
+                format!("{:.1} {}", f.value, f.unit)
+            };
+            println!("{:<11} {:<58} {:>14}", f.scenario, f.name, value);
         }
     }
     if !r.latency.is_empty() {

@@ -66,6 +66,9 @@ pub struct WorkerArgs {
     /// Bytes of the raw transport's mapping.
     #[arg(long, default_value_t = 0)]
     raw_capacity: u64,
+    /// Group member: records per claim.
+    #[arg(long, default_value_t = 64)]
+    batch: u32,
 }
 
 /// Nanoseconds on the system-wide monotonic clock, comparable across
@@ -264,8 +267,67 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
             };
             consume(&args, source, true)
         }
+        "member" => member(&args),
         other => Err(format!("unknown role {other}").into()),
     }
+}
+
+/// A member of the consumer group `bench`: claims batches until none is
+/// left, checks every record (its producer, its sequence number, its body
+/// byte by byte, never seen before by this member), acknowledges each
+/// batch, and writes the sequence numbers it acknowledged as a bitmap to
+/// `PATH.member-ID` for the parent, which checks that the members' sets
+/// are disjoint and cover every record.
+fn member(args: &WorkerArgs) -> Result<ExitCode> {
+    let log = tidelog_options(args.segment_mib).open(&args.path)?;
+    let opts = tidelog::GroupOptions::new().batch(args.batch);
+    let mut member = log.group_member_with("bench", opts)?;
+    let mut seen = vec![0u64; args.count.div_ceil(64) as usize];
+    say("ready")?;
+    wait_for_go()?;
+    let start = now_ns();
+    let size = args.size;
+    while let Some(mut batch) = member.claim()? {
+        if batch.is_redelivery() {
+            return Err("a batch was delivered twice in a run with no failure".into());
+        }
+        while let Some(r) = member.next_record(&mut batch)? {
+            if r.len() != size {
+                return Err(format!("record of {} bytes, expected {size}", r.len()).into());
+            }
+            let seq = u64::from_le_bytes(r[8..16].try_into().unwrap_or_default());
+            let bit = 1u64 << (seq % 64);
+            let word = seen
+                .get_mut((seq / 64) as usize)
+                .ok_or_else(|| format!("sequence number {seq} out of range"))?;
+            if *word & bit != 0 {
+                return Err(format!("record {seq} delivered twice").into());
+            }
+            *word |= bit;
+            let body = seq as u8;
+            if r[..4] != [0; 4]
+                || r[RECORD_HEADER..]
+                    .iter()
+                    .fold(0u8, |acc, &b| acc | (b ^ body))
+                    != 0
+            {
+                return Err(format!("record {seq} damaged").into());
+            }
+        }
+        member.ack(batch)?;
+    }
+    let end = now_ns();
+    let bytes: Vec<u8> = seen.iter().flat_map(|w| w.to_le_bytes()).collect();
+    std::fs::write(member_file(&args.path, args.id), bytes)?;
+    say(&format!("done {start} {end}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where member `id` of a group run writes its bitmap.
+pub fn member_file(path: &Path, id: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".member-{id}"));
+    PathBuf::from(p)
 }
 
 fn produce(args: &WorkerArgs, sink: &mut dyn Sink) -> Result<ExitCode> {
