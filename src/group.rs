@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::consumer::{system_time, StartAt};
 use crate::error::GroupDefect;
-use crate::group_table::{GroupTable, Taken, STRIPE};
+use crate::group_table::{Dispatched, GroupTable, Taken, STRIPE};
 use crate::read::{Reader, Record, WaitStrategy};
 use crate::store::Store;
 use crate::sys::calls::mono_ns_coarse;
@@ -536,18 +536,40 @@ impl GroupMember {
             let first = match first_wait.take() {
                 Some(until) => self
                     .scout
-                    .next_timeout(until.saturating_duration_since(Instant::now()))?
-                    .is_some(),
-                None => self.scout.try_next()?.is_some(),
+                    .next_timeout(until.saturating_duration_since(Instant::now()))
+                    .map(|r| r.is_some()),
+                None => self.scout.try_next().map(|r| r.is_some()),
             };
-            if !first {
-                return Ok(None);
-            }
-            let mut records = 1;
-            while records < self.batch && self.scout.try_next()?.is_some() {
-                records += 1;
-            }
-            let e = self.scout.position().get();
+            let (e, records) = match first {
+                Ok(false) => return Ok(None),
+                Ok(true) => {
+                    let mut records = 1;
+                    while records < self.batch {
+                        match self.scout.try_next() {
+                            Ok(Some(_)) => records += 1,
+                            Ok(None) => break,
+                            // Damage ends the batch before it (the scout
+                            // stays at the damaged frame): the next batch
+                            // starts there.
+                            Err(e) if e.is_corruption() => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    (self.scout.position().get(), records)
+                }
+                // A damaged record where dispatch stands: it is handed out
+                // alone, as a batch up to the next proven boundary, so that
+                // its member sees the damage, and it is dead-lettered after
+                // `max_deliveries` instead of stopping the group.
+                Err(err) if err.is_corruption() => {
+                    let past = self.scout.skip_damaged()?.get();
+                    if past <= d {
+                        return Err(err);
+                    }
+                    (past, 1)
+                }
+                Err(err) => return Err(err),
+            };
             generation = self
                 .table
                 .propose(self.block, self.me, c, generation, d, e)?;
@@ -558,7 +580,7 @@ impl GroupMember {
                 .table
                 .commit_dispatch(self.block, self.me, c, generation, word, e)?
             {
-                Ok(generation) => {
+                Dispatched::Claimed(generation) => {
                     self.reserved = None;
                     self.reader = at_d;
                     return Ok(Some(Batch {
@@ -576,7 +598,15 @@ impl GroupMember {
                         settled: false,
                     }));
                 }
-                Err(g) => {
+                Dispatched::HandedOn => {
+                    // Stalled past the visibility timeout between the swap
+                    // and marking the claim: the batch is an orphan now,
+                    // delivered to whoever takes it (maybe this member, at
+                    // its next claim).
+                    self.reserved = None;
+                    return Ok(None);
+                }
+                Dispatched::Raced(g) => {
                     // Another member moved `dispatch` first: try again from
                     // where it is now (ahead of `d`).
                     generation = g;

@@ -96,6 +96,20 @@ pub(crate) struct Taken {
     pub(crate) deliveries: u64,
 }
 
+/// How a swap of `dispatch` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dispatched {
+    /// The claim is the member's, `CLAIMED` at this generation.
+    Claimed(u64),
+    /// Another member moved `dispatch` first: the slot is the member's,
+    /// `FILLING` again at this generation.
+    Raced(u64),
+    /// The swap succeeded, but the claim was handed on before the member
+    /// could mark it (it overran the visibility timeout in between): the
+    /// records will be delivered to someone, the slot is no longer its.
+    HandedOn,
+}
+
 /// A dead letter, as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DeadRec {
@@ -445,9 +459,8 @@ impl GroupTable {
     }
 
     /// Step 5: swaps `dispatch` from `current` to `e`, naming slot `c`
-    /// (member `me`'s, `PENDING` at `generation`). `Some(generation)` of the
-    /// `CLAIMED` slot on success; on failure, the slot is `FILLING` again
-    /// and `None` comes back with its generation.
+    /// (member `me`'s, `PENDING` at `generation`), and marks the slot
+    /// `CLAIMED`.
     pub(crate) fn commit_dispatch(
         &self,
         block: u32,
@@ -456,26 +469,28 @@ impl GroupTable {
         generation: u64,
         current: u64,
         e: u64,
-    ) -> Result<std::result::Result<u64, u64>> {
+    ) -> Result<Dispatched> {
         let me = u64::from(me);
         let pending = claim_word(generation, me, CLAIM_PENDING);
         if self.cas(block, G_DISPATCH, current, dispatch_word(e, Some(c))) {
             let claimed = claim_word(generation + 1, me, CLAIM_CLAIMED);
             if self.cas_claim(block, c, pending, claimed) {
-                return Ok(Ok(generation + 1));
+                return Ok(Dispatched::Claimed(generation + 1));
             }
-            // The next member to move `dispatch` helped it already.
+            // The next member to move `dispatch` helped it already; and if
+            // this member was stalled past the visibility timeout since,
+            // the claim may even have been handed on.
             let now = self.claim(block, c)?;
             if now.owner == me && now.state == CLAIM_CLAIMED {
-                return Ok(Ok(now.generation));
+                return Ok(Dispatched::Claimed(now.generation));
             }
-            return Err(self.corrupt(block, GroupDefect::ClaimWord));
+            return Ok(Dispatched::HandedOn);
         }
         let filling = claim_word(generation + 1, me, CLAIM_FILLING);
         if !self.cas_claim(block, c, pending, filling) {
             return Err(self.corrupt(block, GroupDefect::ClaimWord));
         }
-        Ok(Err(generation + 1))
+        Ok(Dispatched::Raced(generation + 1))
     }
 
     /// Gives member `me`'s `FILLING` slot back.

@@ -43,6 +43,11 @@ fn cursor_corpus() {
 }
 
 #[test]
+fn group_corpus() {
+    replay("group", targets::group);
+}
+
+#[test]
 fn ops_corpus() {
     replay("ops", targets::ops);
 }

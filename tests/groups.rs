@@ -338,3 +338,76 @@ fn bad_names_and_settings_are_refused() {
     drop(members);
     log.group_member("g0").unwrap();
 }
+
+#[test]
+fn a_damaged_record_is_reported_then_dead_lettered_and_the_group_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let positions = {
+        let log = options().open(tmp.path()).unwrap();
+        let p = fill(&log, 0, 300);
+        log.close().unwrap();
+        p
+    };
+    // Flip a payload byte of record 150 (in the first segment, at base 0).
+    let bad = positions[150].get();
+    assert!(bad < 64 << 10);
+    let seg = tmp.path().join(format!("{:016x}.tlog", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[bad as usize + 8 + 3] ^= 0x40;
+    std::fs::write(&seg, bytes).unwrap();
+
+    let log = options().open(tmp.path()).unwrap();
+    let opts = GroupOptions::new().max_deliveries(2).batch(64);
+    let mut m = log.group_member_with("g", opts).unwrap();
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..1_000 {
+        let Some(mut b) = m.claim().unwrap() else {
+            break;
+        };
+        let mut got = Vec::new();
+        let mut damaged = false;
+        loop {
+            match m.next_record(&mut b) {
+                Ok(Some(r)) => got.push(index_of(&r)),
+                Ok(None) => break,
+                Err(e) => {
+                    assert!(e.is_corruption(), "{e}");
+                    errors.push((e.position(), b.deliveries()));
+                    damaged = true;
+                    break;
+                }
+            }
+        }
+        if damaged {
+            m.release(b).unwrap();
+        } else {
+            acked.extend(got);
+            m.ack(b).unwrap();
+        }
+    }
+    // The batch before it ends at it; it is reported at its first and
+    // second delivery, then dead-lettered with what follows it up to the
+    // next proven boundary; the group goes on after that.
+    assert_eq!(
+        errors,
+        vec![(Some(positions[150]), 1), (Some(positions[150]), 2)]
+    );
+    let dead = log.dead_letters("g").unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].position, positions[150]);
+    assert_eq!(dead[0].deliveries, 2);
+    let lost: Vec<u64> = (0..300)
+        .filter(|&i| {
+            positions[i as usize] >= dead[0].position && positions[i as usize] < dead[0].end
+        })
+        .collect();
+    assert!(lost.contains(&150));
+    let expected: Vec<u64> = (0..300).filter(|i| !lost.contains(i)).collect();
+    acked.sort_unstable();
+    assert_eq!(acked, expected, "every other record once");
+    assert_eq!(
+        log.groups().unwrap()[0].watermark,
+        log.end_position().unwrap()
+    );
+}

@@ -30,6 +30,8 @@ pub fn info(dir: &Path) -> Result<ExitCode> {
     println!("end position: {}", log.end_position()?);
     println!();
     crate::queue::print_consumers(&log, false)?;
+    println!();
+    crate::queue::print_groups(&log, false)?;
     Ok(ExitCode::SUCCESS)
 }
 

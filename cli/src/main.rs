@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Benchmark producer and consumer processes over a temporary log.
     Bench(bench::Args),
-    /// Show a log's segments and its consumers.
+    /// Show a log's segments, its consumers and its consumer groups.
     Info {
         /// The log directory.
         dir: PathBuf,
@@ -45,6 +45,9 @@ enum Command {
     },
     /// List durable consumers with their lag, or reset or delete one.
     Consumers(queue::ConsumersArgs),
+    /// List consumer groups with their lag, list a group's dead letters, or
+    /// reset or delete a group.
+    Groups(queue::GroupsArgs),
     /// Print the last records; follow new ones; or read as a consumer.
     Tail(queue::TailArgs),
     /// Delete old segments now (retention): by size and/or age.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Append { dir, records } => inspect::append(&dir, records),
         Command::Verify { dir } => inspect::verify(&dir),
         Command::Consumers(args) => queue::consumers(args),
+        Command::Groups(args) => queue::groups(args),
         Command::Tail(args) => queue::tail(args),
         Command::Trim(args) => queue::trim(args),
     };

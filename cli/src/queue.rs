@@ -1,4 +1,4 @@
-//! The queue's commands: `consumers`, `tail` and `trim`.
+//! The queue's commands: `consumers`, `groups`, `tail` and `trim`.
 
 use std::collections::VecDeque;
 use std::error::Error as StdError;
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tidelog::{ConsumerInfo, Log, Options, Position, Retention, StartAt};
+use tidelog::{ConsumerInfo, GroupInfo, Log, Options, Position, Retention, StartAt};
 
 type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 
@@ -120,6 +120,164 @@ pub fn consumers(args: ConsumersArgs) -> Result<ExitCode> {
         }
         Some(ConsumerAction::Delete { name }) => {
             log.delete_consumer(&name)?;
+            println!("{name}: deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `tidelog groups`.
+#[derive(Debug, clap::Args)]
+pub struct GroupsArgs {
+    /// The log directory.
+    dir: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    action: Option<GroupAction>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum GroupAction {
+    /// List a group's dead letters (the latest 128): records delivered
+    /// max-deliveries times without being acknowledged.
+    DeadLetters {
+        /// The group's name.
+        name: String,
+    },
+    /// Move a group (no members running) to the start, the end, or a
+    /// position, dropping the batches in flight.
+    Reset {
+        /// The group's name.
+        name: String,
+        /// `start`, `end`, or a record's position.
+        #[arg(long)]
+        to: String,
+    },
+    /// Delete a group (no members running) and its dead letters.
+    Delete {
+        /// The group's name.
+        name: String,
+    },
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn groups_json(list: &[GroupInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        list.iter()
+            .map(|g| {
+                serde_json::json!({
+                    "name": g.name,
+                    "watermark": g.watermark.get(),
+                    "dispatched": g.dispatched.get(),
+                    "lag_records": g.lag_records,
+                    "lag_bytes": g.lag_bytes,
+                    "members": g.members.iter().map(|(pid, joined)| serde_json::json!({
+                        "pid": pid,
+                        "joined_unix_ns": unix_ns(*joined),
+                    })).collect::<Vec<_>>(),
+                    "in_flight": g.in_flight,
+                    "orphans": g.orphans,
+                    "dead_letters": g.dead_letters,
+                    "max_deliveries": g.max_deliveries,
+                    "visibility_timeout_ms": g.visibility_timeout.as_millis() as u64,
+                    "created_unix_ns": unix_ns(g.created),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Prints the consumer groups of the log at `log`.
+pub(crate) fn print_groups(log: &Log, json: bool) -> Result<()> {
+    let list = log.groups()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&groups_json(&list))?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no consumer groups");
+        return Ok(());
+    }
+    println!(
+        "{:<24}  {:>20}  {:>12}  {:>14}  {:>7}  {:>9}  {:>12}",
+        "group", "watermark", "lag records", "lag bytes", "members", "in flight", "dead letters"
+    );
+    for g in &list {
+        println!(
+            "{:<24}  {:>20}  {:>12}  {:>14}  {:>7}  {:>9}  {:>12}",
+            g.name,
+            g.watermark,
+            g.lag_records,
+            g.lag_bytes,
+            g.members.len(),
+            g.in_flight,
+            g.dead_letters
+        );
+    }
+    Ok(())
+}
+
+fn print_dead_letters(log: &Log, name: &str, json: bool) -> Result<()> {
+    let dead = log.dead_letters(name)?;
+    // The records, when retention has not deleted them yet.
+    let payload = |p: Position| -> Option<String> {
+        let mut r = log.reader_at(p).ok()?;
+        let rec = r.try_next().ok()??;
+        Some(rec.escape_ascii().to_string())
+    };
+    if json {
+        let list: Vec<_> = dead
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "position": d.position.get(),
+                    "end": d.end.get(),
+                    "deliveries": d.deliveries,
+                    "at_unix_ns": unix_ns(d.at),
+                    "record": payload(d.position),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if dead.is_empty() {
+        println!("no dead letters");
+        return Ok(());
+    }
+    println!(
+        "{:>20}  {:>10}  {:>12}  record",
+        "position", "deliveries", "when"
+    );
+    for d in &dead {
+        println!(
+            "{:>20}  {:>10}  {:>12}  {}",
+            d.position,
+            d.deliveries,
+            ago(d.at),
+            payload(d.position).unwrap_or_else(|| "(deleted by retention)".into())
+        );
+    }
+    Ok(())
+}
+
+pub fn groups(args: GroupsArgs) -> Result<ExitCode> {
+    let log = Log::open_read_only(&args.dir)?;
+    match args.action {
+        None => print_groups(&log, args.json)?,
+        Some(GroupAction::DeadLetters { name }) => print_dead_letters(&log, &name, args.json)?,
+        Some(GroupAction::Reset { name, to }) => {
+            log.reset_group(&name, start_at(&to)?)?;
+            println!("{name}: reset");
+        }
+        Some(GroupAction::Delete { name }) => {
+            log.delete_group(&name)?;
             println!("{name}: deleted");
         }
     }

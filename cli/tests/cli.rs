@@ -200,3 +200,55 @@ fn consumers_tail_and_trim() {
         .unwrap();
     assert!(!out.status.success(), "trim without a limit must refuse");
 }
+
+#[test]
+fn groups_list_dead_letters_reset_and_delete() {
+    use tidelog::{GroupOptions, Log};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    tidelog(&["append", d, "good", "poison", "fine"]);
+    {
+        // Deliver "poison" once, hand it back: with one delivery allowed,
+        // it goes to the dead letters; the rest is acknowledged.
+        let log = Log::open(&dir).unwrap();
+        let mut m = log
+            .group_member_with("jobs", GroupOptions::new().batch(1).max_deliveries(1))
+            .unwrap();
+        for _ in 0..2 {
+            let mut b = m.claim().unwrap().unwrap();
+            let r = m.next_record(&mut b).unwrap().unwrap().to_vec();
+            if r == b"poison" {
+                m.release(b).unwrap();
+            } else {
+                m.ack(b).unwrap();
+            }
+        }
+        while let Some(b) = m.claim().unwrap() {
+            m.ack(b).unwrap();
+        }
+    }
+    let list = text(&tidelog(&["groups", d]));
+    assert!(list.contains("jobs"), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["groups", "--json", d]).stdout).unwrap();
+    assert_eq!(json[0]["name"], "jobs");
+    assert_eq!(json[0]["lag_records"], 0);
+    assert_eq!(json[0]["dead_letters"], 1);
+    assert_eq!(json[0]["members"].as_array().unwrap().len(), 0);
+    let dead = text(&tidelog(&["groups", d, "dead-letters", "jobs"]));
+    assert!(dead.contains("poison"), "{dead}");
+    let dead: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["groups", "--json", d, "dead-letters", "jobs"]).stdout)
+            .unwrap();
+    assert_eq!(dead[0]["record"], "poison");
+    assert_eq!(dead[0]["deliveries"], 1);
+    let info = text(&tidelog(&["info", d]));
+    assert!(info.contains("jobs"), "{info}");
+    tidelog(&["groups", d, "reset", "jobs", "--to", "start"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["groups", "--json", d]).stdout).unwrap();
+    assert_eq!(json[0]["lag_records"], 3);
+    tidelog(&["groups", d, "delete", "jobs"]);
+    assert!(text(&tidelog(&["groups", d])).contains("no consumer groups"));
+}

@@ -743,6 +743,128 @@ pub fn cursor(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes in the group table of a log with a few records and a
+/// group `work` that has a batch waiting to be delivered again.
+///
+/// Input: a mode byte, a little-endian `u16` offset, then bytes laid over
+/// the table from that offset (taken modulo the table's length); bit 0 of
+/// the mode cuts the file after them.
+///
+/// Properties: no panic and no hang; listing the groups and the dead
+/// letters, joining (the group, and a new one), claiming, reading,
+/// acknowledging, releasing, resetting and deleting give either success
+/// or a typed error; every record a member reads is one of the log's.
+pub fn group(data: &[u8]) {
+    use tidelog::format::group::FILE_LEN;
+    use tidelog::GroupOptions;
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((at, rest)) = rest.split_first_chunk::<2>() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let records: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 3 + i as usize]).collect();
+    let opts = GroupOptions::new()
+        .batch(2)
+        .max_deliveries(2)
+        .visibility_timeout(std::time::Duration::from_millis(1));
+    {
+        let log = options().open(&dir).unwrap();
+        let mut a = log.appender().unwrap();
+        for r in &records {
+            a.append(r).unwrap();
+        }
+        let mut m = log.group_member_with("work", opts).unwrap();
+        let held = m.claim().unwrap().unwrap();
+        let done = m.claim().unwrap().unwrap();
+        m.ack(done).unwrap();
+        // Handed back, waiting for redelivery (the owner of a claim is one
+        // of the bytes the input can change).
+        m.release(held).unwrap();
+    }
+    let path = dir.join("groups");
+    let mut table = fs::read(&path).unwrap();
+    let at = usize::from(u16::from_le_bytes(*at)) % FILE_LEN as usize;
+    let n = rest.len().min(table.len() - at);
+    table[at..at + n].copy_from_slice(&rest[..n]);
+    if mode & 1 != 0 {
+        table.truncate(at + n);
+    }
+    fs::write(&path, &table).unwrap();
+
+    let typed = |e: &Error| {
+        assert!(
+            e.is_corruption()
+                || matches!(
+                    e,
+                    Error::GroupNotFound { .. }
+                        | Error::GroupBusy { .. }
+                        | Error::TooManyGroups { .. }
+                        | Error::TooManyMembers { .. }
+                        | Error::TooManyClaims { .. }
+                        | Error::ClaimLost { .. }
+                        | Error::InvalidPosition { .. }
+                ),
+            "unexpected error {e:?}"
+        )
+    };
+    let log = options().open(&dir).unwrap();
+    let mut names = vec!["work".to_owned(), "fresh".to_owned()];
+    match log.groups() {
+        Ok(list) => names.extend(list.into_iter().map(|g| g.name)),
+        Err(e) => typed(&e),
+    }
+    for name in &names {
+        if let Err(e) = log.dead_letters(name) {
+            typed(&e);
+        }
+        match log.group_member_with(name, opts) {
+            Ok(mut m) => {
+                for round in 0..8 {
+                    let mut b = match m.claim() {
+                        Ok(Some(b)) => b,
+                        Ok(None) => break,
+                        Err(e) => {
+                            typed(&e);
+                            break;
+                        }
+                    };
+                    loop {
+                        match m.next_record(&mut b) {
+                            Ok(Some(r)) => assert!(records.iter().any(|x| x[..] == r[..])),
+                            Ok(None) => break,
+                            Err(e) => {
+                                typed(&e);
+                                break;
+                            }
+                        }
+                    }
+                    let r = if round % 3 == 2 {
+                        m.release(b)
+                    } else {
+                        m.ack(b)
+                    };
+                    if let Err(e) = r {
+                        typed(&e);
+                    }
+                }
+            }
+            Err(e) => typed(&e),
+        }
+        if let Err(e) = log.groups() {
+            typed(&e);
+        }
+        if let Err(e) = log.reset_group(name, tidelog::StartAt::Beginning) {
+            typed(&e);
+        }
+        if let Err(e) = log.delete_group(name) {
+            typed(&e);
+        }
+    }
+}
+
 /// The seed corpus: `(target, file name, bytes)`. Valid inputs of every
 /// shape, so that mutation starts from deep inside the parsers.
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
@@ -912,6 +1034,58 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let mut cut = live;
         cut[0] = 0x02;
         out.push(("cursor", "seed-cut".to_owned(), cut));
+    }
+
+    // group: the table as it is (no bytes), a block's state, its
+    // dispatch word, a claim word, a claim's range and deliveries, a
+    // member slot, the dead-letter count, a damaged header, a cut file.
+    {
+        use tidelog::format::group::{
+            block_offset, claim_offset, dead_offset, member_offset, C_DELIVERIES, C_START,
+            G_DEAD_COUNT, G_DISPATCH, G_STATE,
+        };
+        let at = |off: u64, bytes: &[u8], mode: u8| {
+            let mut v = vec![mode];
+            v.extend_from_slice(&(off as u16).to_le_bytes());
+            v.extend_from_slice(bytes);
+            v
+        };
+        let b0 = block_offset(0);
+        for (name, off, bytes, mode) in [
+            ("seed-as-is", 0, &[][..], 0),
+            ("seed-state", b0 + G_STATE, &[2u8][..], 0),
+            ("seed-dispatch", b0 + G_DISPATCH, &[0xff, 0x13][..], 0),
+            (
+                "seed-claim-word",
+                b0 + claim_offset(0),
+                &[0x1b, 0, 0, 1][..],
+                0,
+            ),
+            (
+                "seed-claim-range",
+                b0 + claim_offset(0) + C_START,
+                &[0x08, 0x10][..],
+                0,
+            ),
+            (
+                "seed-deliveries",
+                b0 + claim_offset(0) + C_DELIVERIES,
+                &[9][..],
+                0,
+            ),
+            (
+                "seed-member",
+                b0 + member_offset(0),
+                &[1, 0, 0, 0, 0, 0, 0, 0, 7][..],
+                0,
+            ),
+            ("seed-dead", b0 + G_DEAD_COUNT, &[0xff, 0xff][..], 0),
+            ("seed-dead-entry", b0 + dead_offset(0), &[0x10, 0x10][..], 0),
+            ("seed-header", 9, &[2][..], 0),
+            ("seed-cut", b0 + 100, &[1][..], 1),
+        ] {
+            out.push(("group", name.to_owned(), at(off, bytes, mode)));
+        }
     }
 
     // ops: byte strings that decode to mixed operation sequences.
