@@ -239,7 +239,7 @@ pub enum OptionsDefect {
     /// A record size limit that does not fit in a segment of the capacity.
     RecordDoesNotFit,
     /// A consumer group's batch of zero records, maximum deliveries of zero
-    /// or above 2^32, or visibility timeout of zero.
+    /// or above 2^32 - 2, or visibility timeout of zero.
     GroupSettings,
 }
 
@@ -253,7 +253,7 @@ impl fmt::Display for OptionsDefect {
                 f.write_str("max record size does not fit in a segment of this capacity")
             }
             Self::GroupSettings => f.write_str(
-                "a group needs a batch of 1 or more records, 1 to 2^32 deliveries \
+                "a group needs a batch of 1 or more records, 1 to 2^32 - 2 deliveries \
                  and a visibility timeout above zero",
             ),
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::consumer::{system_time, StartAt};
 use crate::error::GroupDefect;
-use crate::group_table::{Dispatched, GroupTable, Taken, STRIPE};
+use crate::group_table::{ClaimRec, Dispatched, GroupTable, Taken, STRIPE};
 use crate::read::{Reader, Record, WaitStrategy};
 use crate::store::Store;
 use crate::sys::calls::mono_ns_coarse;
@@ -76,7 +76,7 @@ impl GroupOptions {
     }
 
     /// Deliveries after which a record goes to the group's dead letters
-    /// instead of being handed out again (default 5).
+    /// instead of being handed out again (default 5; at most 2^32 - 2).
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries;
         self
@@ -88,7 +88,11 @@ impl GroupOptions {
 
     pub(crate) fn check(&self) -> Result<(u64, u64)> {
         let nanos = u64::try_from(self.visibility_timeout.as_nanos()).unwrap_or(u64::MAX);
-        if self.batch == 0 || self.max_deliveries == 0 || nanos == 0 {
+        if self.batch == 0
+            || self.max_deliveries == 0
+            || self.max_deliveries == u32::MAX
+            || nanos == 0
+        {
             return Err(Error::InvalidOptions {
                 reason: crate::OptionsDefect::GroupSettings,
             });
@@ -115,6 +119,10 @@ impl GroupOptions {
 /// [`Error::ClaimLost`]: its acknowledgement counts for nothing, so a
 /// record is never acknowledged twice, but its effects may have happened
 /// twice. Make processing idempotent, or keep it well inside the timeout.
+///
+/// A member stopped (`SIGSTOP`, a debugger) in the few stores it makes
+/// while it hands out a redelivery keeps that one batch until it resumes:
+/// its state then is one no other member may change.
 ///
 /// **Redelivery, one record at a time.** A batch handed out again is
 /// handed out one record at a time, in order, each acknowledged before the
@@ -406,8 +414,14 @@ impl GroupMember {
     /// Looks over the claims: hands back those of dead members and those
     /// overdue, raises the watermark, and takes the first orphan found.
     fn scan(&mut self, now: u64) -> Result<Option<Batch>> {
+        let epoch = self.table.epoch(self.block);
         let (mut low, _, _) = self.table.dispatch(self.block)?;
-        let mut alive: [Option<bool>; crate::format::group::MEMBERS as usize] = Default::default();
+        // Only "alive" is remembered over the scan: a member seen dead may
+        // be replaced by a new one in its slot at any moment, so an owner
+        // is found dead by a probe made after its claim's word was loaded
+        // (a joiner reaps the slot's old claims, changing their words,
+        // before it makes new ones).
+        let mut alive = [false; crate::format::group::MEMBERS as usize];
         let mut taken = None;
         let me = u64::from(self.me);
         for c in 0..crate::group_table::CLAIM_SLOTS {
@@ -417,14 +431,8 @@ impl GroupMember {
             }
             if claim.owner != me && claim.owner != crate::format::group::NO_OWNER {
                 let o = claim.owner as usize;
-                let live = match alive[o] {
-                    Some(l) => l,
-                    None => {
-                        let l = self.table.member_alive(self.block, o as u32)?;
-                        alive[o] = Some(l);
-                        l
-                    }
-                };
+                let live = alive[o] || self.table.member_alive(self.block, o as u32)?;
+                alive[o] = live;
                 if live {
                     self.table
                         .expire(self.block, c, claim, now, self.visibility_nanos);
@@ -439,76 +447,138 @@ impl GroupMember {
             if let Some(start) = self.table.holds_back(self.block, c, claim) {
                 low = low.min(start);
             }
-            if taken.is_none() {
-                if let Some(t) = self.table.take(self.block, self.me, c, claim)? {
-                    taken = self.redeliver(c, t)?;
+            // Dead-lettering a claim's first record hands the rest back:
+            // take it again, until a record is handed out or none is left
+            // (bounded, for a table that keeps changing under the scan).
+            let mut claim = claim;
+            for _ in 0..4096 {
+                if taken.is_some() {
+                    break;
                 }
+                taken = self.redeliver(c, claim)?;
+                let again = self.table.claim(self.block, c)?;
+                if taken.is_some()
+                    || again.generation == claim.generation
+                    || again.owner != crate::format::group::NO_OWNER
+                {
+                    break;
+                }
+                claim = again;
             }
         }
-        self.table.raise_watermark(self.block, low);
+        self.table.raise_watermark(self.block, epoch, low);
         Ok(taken)
     }
 
-    /// Hands out the orphan `c` just taken: its first record, or, past
-    /// `max_deliveries`, dead letters as many first records as it must.
-    fn redeliver(&mut self, c: u32, t: Taken) -> Result<Option<Batch>> {
-        let Taken {
-            mut generation,
-            mut start,
-            end,
-            deliveries,
-        } = t;
-        let mut deliveries = deliveries.saturating_add(1);
-        let now = mono_ns_coarse();
-        while deliveries > self.max_deliveries {
-            let record_end = match self.record_end(start) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.table.finish(
-                        self.block,
-                        self.me,
-                        c,
-                        generation,
-                        Some(crate::format::group::NO_OWNER),
-                    );
-                    return Err(e);
-                }
-            };
-            self.table
-                .dead_letter(self.block, start, record_end, deliveries - 1);
-            if record_end >= end {
-                self.table
-                    .update(self.block, c, record_end.min(end), 1, now);
-                self.table.finish(self.block, self.me, c, generation, None);
-                return Ok(None);
-            }
-            start = record_end;
-            // The records after it were handed out once, in the batch.
-            deliveries = 2;
+    /// Takes the orphan `c` (loaded as `claim`) if it is one, and hands out
+    /// its first record; or, past `max_deliveries`, dead-letters that record
+    /// and hands the rest back. Whatever reads the log is done before the
+    /// claim is taken, so that the claim is `UPDATING` only for a few
+    /// stores.
+    fn redeliver(&mut self, c: u32, claim: ClaimRec) -> Result<Option<Batch>> {
+        use crate::format::group::{CLAIM_CLAIMED, NO_OWNER};
+        if claim.state != CLAIM_CLAIMED || claim.owner != NO_OWNER {
+            return Ok(None);
         }
-        self.table.update(self.block, c, start, deliveries, now);
-        generation =
+        let Ok((start, _)) = self.table.range(self.block, c) else {
+            // `take` frees a range that is not one, and reports it.
+            self.table.take(self.block, self.me, c, claim)?;
+            return Ok(None);
+        };
+        let count = self.table.deliveries(self.block, c, start);
+        let deliveries = count.saturating_add(1);
+        let dead = (deliveries > self.max_deliveries).then(|| self.record_end(start));
+        let Some(t) = self.table.take(self.block, self.me, c, claim)? else {
+            return Ok(None);
+        };
+        let Taken {
+            generation, end, ..
+        } = t;
+        if t.start != start || t.deliveries != count {
+            // Changed between the loads: hand it back as it is.
             self.table
-                .finish(self.block, self.me, c, generation, Some(u64::from(self.me)));
-        Ok(Some(Batch {
-            table: Arc::clone(&self.table),
-            block: self.block,
-            me: self.me,
-            slot: c,
-            generation,
-            start,
-            end: None,
-            claim_end: end,
-            next: start,
-            records: 1,
-            deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
-            settled: false,
-        }))
+                .finish(self.block, self.me, c, generation, Some(NO_OWNER));
+            return Ok(None);
+        }
+        let now = mono_ns_coarse();
+        match dead {
+            None => {
+                self.table
+                    .set_deliveries(self.block, c, start, deliveries, now);
+                let generation =
+                    self.table
+                        .finish(self.block, self.me, c, generation, Some(u64::from(self.me)));
+                Ok(Some(Batch {
+                    table: Arc::clone(&self.table),
+                    block: self.block,
+                    me: self.me,
+                    slot: c,
+                    generation,
+                    start,
+                    end: None,
+                    claim_end: end,
+                    next: start,
+                    records: 1,
+                    deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
+                    settled: false,
+                }))
+            }
+            Some(Ok(record_end)) => {
+                self.table
+                    .dead_letter(self.block, start, record_end.min(end), count);
+                if record_end >= end {
+                    self.table.finish(self.block, self.me, c, generation, None);
+                } else {
+                    // The records after it were handed out once, in the
+                    // batch; the next taker hands out the next.
+                    self.table.advance(self.block, c, record_end, 1);
+                    self.table
+                        .finish(self.block, self.me, c, generation, Some(NO_OWNER));
+                }
+                Ok(None)
+            }
+            Some(Err(e)) if Self::permanent(&e) => {
+                // Its records cannot be read (deleted by retention past the
+                // group, or not a run of this log's records): dead letters,
+                // rather than an orphan every member trips on.
+                self.table.dead_letter(self.block, start, end, count);
+                self.table.finish(self.block, self.me, c, generation, None);
+                Err(e)
+            }
+            Some(Err(e)) => {
+                self.table
+                    .finish(self.block, self.me, c, generation, Some(NO_OWNER));
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether an error reading a claim's records will be the same at the
+    /// next try.
+    fn permanent(e: &Error) -> bool {
+        e.is_corruption() || matches!(e, Error::Retired { .. } | Error::InvalidPosition { .. })
     }
 
     /// Claims up to a batch of new records at the dispatch position,
-    /// waiting until `first_wait` for the first.
-    fn dispatch(&mut self, mut first_wait: Option<Instant>) -> Result<Option<Batch>> {
+    /// waiting until `first_wait` for the first. On an error, the claim slot
+    /// reserved for it is given back.
+    fn dispatch(&mut self, first_wait: Option<Instant>) -> Result<Option<Batch>> {
+        let r = self.dispatch_in(first_wait);
+        if r.is_err() {
+            if let Some((c, _)) = self.reserved.take() {
+                if let Ok(claim) = self.table.claim(self.block, c) {
+                    if claim.owner == u64::from(self.me) {
+                        // Freed if filling, or pending and not real; handed
+                        // back if its dispatch swap succeeded.
+                        let _ = self.table.reap(self.block, c, claim);
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    fn dispatch_in(&mut self, mut first_wait: Option<Instant>) -> Result<Option<Batch>> {
         let (c, mut generation) = match self.reserved {
             Some(r) => r,
             None => {

@@ -52,12 +52,13 @@ use crate::dir::LogDir;
 use crate::error::GroupDefect;
 use crate::format::group::{
     block_offset, check_claim, check_settings, claim_offset, claim_word, dead_offset, decode_name,
-    dispatch_parts, dispatch_word, encode_name, header_defect, member_offset, BLOCKS, BLOCK_LEN,
-    CLAIMS, CLAIM_CLAIMED, CLAIM_FILLING, CLAIM_FREE, CLAIM_LEN, CLAIM_PENDING, CLAIM_UPDATING,
-    C_CLAIMED, C_DELIVERIES, C_END, C_START, C_WORD, DEAD, D_DELIVERIES, D_END, D_NANOS,
-    D_POSITION, FILE_NAME, GEOMETRY, G_CREATED, G_DEAD_COUNT, G_DISPATCH, G_MAX_DELIVERIES, G_NAME,
-    G_NAME_CRC, G_NAME_LEN, G_ORPHANED, G_STATE, G_VISIBILITY, G_WATERMARK, MAX_NAME, MEMBERS,
-    MEMBER_LEN, M_JOINED, M_PID, M_STATE, NO_OWNER, STATE_FREE, STATE_LIVE,
+    deliveries_count, deliveries_word, dispatch_parts, dispatch_word, encode_name, header_defect,
+    member_offset, watermark_parts, watermark_word, BLOCKS, BLOCK_LEN, CLAIMS, CLAIM_CLAIMED,
+    CLAIM_FILLING, CLAIM_FREE, CLAIM_LEN, CLAIM_PENDING, CLAIM_UPDATING, C_CLAIMED, C_DELIVERIES,
+    C_END, C_START, C_WORD, DEAD, D_DELIVERIES, D_END, D_NANOS, D_POSITION, FILE_NAME, GEOMETRY,
+    G_CREATED, G_DEAD_COUNT, G_DISPATCH, G_EPOCH, G_MAX_DELIVERIES, G_NAME, G_NAME_CRC, G_NAME_LEN,
+    G_ORPHANED, G_STATE, G_VISIBILITY, G_WATERMARK, MAX_NAME, MEMBERS, MEMBER_LEN, M_JOINED, M_PID,
+    M_STATE, NO_OWNER, STATE_FREE, STATE_LIVE,
 };
 use crate::format::FRAME_ALIGN;
 use crate::sys::calls::{mono_ns_coarse, wall_ns_coarse};
@@ -204,7 +205,7 @@ impl GroupTable {
             block,
             name,
             dispatch: self.dispatch(block)?.0,
-            watermark: self.load(block, G_WATERMARK),
+            watermark: watermark_parts(self.load(block, G_WATERMARK)).1,
             max_deliveries,
             visibility_nanos,
             created_nanos: self.load(block, G_CREATED),
@@ -255,8 +256,10 @@ impl GroupTable {
         }
         self.store(block, G_NAME_LEN, len);
         self.store(block, G_NAME_CRC, crc);
+        let epoch = self.load(block, G_EPOCH).wrapping_add(1);
+        self.store(block, G_EPOCH, epoch);
         self.store(block, G_DISPATCH, dispatch_word(start, None));
-        self.store(block, G_WATERMARK, start);
+        self.store(block, G_WATERMARK, watermark_word(epoch, start));
         self.store(block, G_MAX_DELIVERIES, max_deliveries);
         self.store(block, G_VISIBILITY, visibility_nanos);
         self.store(block, G_CREATED, wall_ns_coarse());
@@ -266,11 +269,13 @@ impl GroupTable {
             .ok_or_else(|| self.corrupt(block, GroupDefect::GroupState))
     }
 
-    /// Zeroes every word of `block` but its state.
+    /// Zeroes every word of `block` but its state and its epoch.
     fn clear(&self, block: u32) {
         let mut off = 8;
         while off < BLOCK_LEN {
-            self.store(block, off, 0);
+            if off != G_EPOCH {
+                self.store(block, off, 0);
+            }
             off += 8;
         }
     }
@@ -434,7 +439,7 @@ impl GroupTable {
         let now = mono_ns_coarse();
         self.set_claim_field(block, c, C_START, d);
         self.set_claim_field(block, c, C_END, e);
-        self.set_claim_field(block, c, C_DELIVERIES, 1);
+        self.set_claim_field(block, c, C_DELIVERIES, deliveries_word(d, 1));
         self.set_claim_field(block, c, C_CLAIMED, now);
         let me = u64::from(me);
         let from = claim_word(generation, me, CLAIM_FILLING);
@@ -570,18 +575,42 @@ impl GroupTable {
             .then(|| self.claim_field(block, c, C_START))
     }
 
-    /// Raises the stored watermark to `low` (never lowers it); returns the
-    /// watermark after.
-    pub(crate) fn raise_watermark(&self, block: u32, low: u64) -> u64 {
-        match self.file.word(block_offset(block) + G_WATERMARK) {
-            Some(w) => w.fetch_max(low, Ordering::AcqRel).max(low),
-            None => self.load(block, G_WATERMARK),
+    /// The group's epoch: load it before `dispatch` when computing a
+    /// watermark, and raise with it.
+    #[inline]
+    pub(crate) fn epoch(&self, block: u32) -> u64 {
+        self.load(block, G_EPOCH)
+    }
+
+    /// Raises the stored watermark to `low`, computed in `epoch` (never
+    /// lowers it, and does nothing if the group was reset or recreated
+    /// since); returns the watermark after.
+    pub(crate) fn raise_watermark(&self, block: u32, epoch: u64, low: u64) -> u64 {
+        let Some(w) = self.file.word(block_offset(block) + G_WATERMARK) else {
+            return watermark_parts(self.load(block, G_WATERMARK)).1;
+        };
+        let mut current = w.load(Ordering::Acquire);
+        loop {
+            let (e, at) = watermark_parts(current);
+            if e != epoch & 0xFF || low <= at {
+                return at;
+            }
+            match w.compare_exchange(
+                current,
+                watermark_word(epoch, low),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return low,
+                Err(now) => current = now,
+            }
         }
     }
 
     /// Computes the group's low watermark now, raises the stored one to it,
     /// and returns the watermark.
     pub(crate) fn watermark(&self, block: u32) -> Result<u64> {
+        let epoch = self.epoch(block);
         let (mut low, _, _) = self.dispatch(block)?;
         for c in 0..CLAIMS {
             let claim = self.claim(block, c)?;
@@ -589,7 +618,7 @@ impl GroupTable {
                 low = low.min(start);
             }
         }
-        Ok(self.raise_watermark(block, low))
+        Ok(self.raise_watermark(block, epoch, low))
     }
 
     /// Claims in flight and orphans waiting, for listings.
@@ -634,7 +663,7 @@ impl GroupTable {
                 generation,
                 start,
                 end,
-                deliveries: self.claim_field(block, c, C_DELIVERIES),
+                deliveries: self.deliveries(block, c, start),
             })),
             Err(e) => {
                 // Nothing real can be in a range that is not one: free it,
@@ -645,15 +674,25 @@ impl GroupTable {
         }
     }
 
-    /// While member `me` holds `c` `UPDATING` at `generation`: records
-    /// `start`, and the deliveries of the record there.
-    pub(crate) fn update(&self, block: u32, c: u32, start: u64, deliveries: u64, now: u64) {
-        // Deliveries first: a crash between the two stores then counts one
-        // delivery too few for the old start (redelivered once more), never
-        // one too many for the new.
-        self.set_claim_field(block, c, C_DELIVERIES, deliveries);
+    /// How many times the record at `start` (claim `c`'s) was handed out.
+    pub(crate) fn deliveries(&self, block: u32, c: u32, start: u64) -> u64 {
+        deliveries_count(self.claim_field(block, c, C_DELIVERIES), start)
+    }
+
+    /// While member `me` holds `c` `UPDATING`: counts `count` deliveries
+    /// of the record at `start` (the claim's), handed out `now`.
+    pub(crate) fn set_deliveries(&self, block: u32, c: u32, start: u64, count: u64, now: u64) {
         self.set_claim_field(block, c, C_CLAIMED, now);
+        self.set_claim_field(block, c, C_DELIVERIES, deliveries_word(start, count));
+    }
+
+    /// While member `me` holds `c` `UPDATING`: moves its start to `start`,
+    /// whose record was handed out `count` times. The start first: a crash
+    /// between the two stores leaves a count tagged with the old start,
+    /// which reads as one delivery (the batch's) of the new.
+    pub(crate) fn advance(&self, block: u32, c: u32, start: u64, count: u64) {
         self.set_claim_field(block, c, C_START, start);
+        self.set_claim_field(block, c, C_DELIVERIES, deliveries_word(start, count));
     }
 
     /// Ends member `me`'s `UPDATING` of `c` at `generation`: to `CLAIMED` by
@@ -706,7 +745,8 @@ impl GroupTable {
             return false;
         }
         // The records after `end` were handed out once, in the batch.
-        self.update(block, c, end, 1, now);
+        self.advance(block, c, end, 1);
+        self.set_claim_field(block, c, C_CLAIMED, now);
         self.finish(block, me, c, generation + 1, Some(NO_OWNER));
         true
     }
@@ -787,6 +827,10 @@ impl GroupTable {
         let _lock = self.file.lock()?;
         let g = self.existing(name)?;
         self.no_members(g.block, name)?;
+        // The epoch first: a watermark computed before it cannot be
+        // raised after.
+        let epoch = self.epoch(g.block).wrapping_add(1);
+        self.store(g.block, G_EPOCH, epoch);
         for c in 0..CLAIMS {
             let claim = self.claim(g.block, c)?;
             let free = claim_word(claim.generation + 1, NO_OWNER, CLAIM_FREE);
@@ -796,7 +840,7 @@ impl GroupTable {
             }
         }
         self.store(g.block, G_DISPATCH, dispatch_word(position, None));
-        self.store(g.block, G_WATERMARK, position);
+        self.store(g.block, G_WATERMARK, watermark_word(epoch, position));
         Ok(())
     }
 }
@@ -807,3 +851,68 @@ pub(crate) const CLAIM_SLOTS: u32 = CLAIMS;
 /// rarely touch each other's slots.
 pub(crate) const STRIPE: u32 = CLAIMS / MEMBERS;
 const _: () = assert!(CLAIM_LEN == 64 && STRIPE * MEMBERS == CLAIM_SLOTS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (tempfile::TempDir, LogDir, GroupTable) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(tmp.path()).unwrap();
+        let t = GroupTable::open(&dir, 0o600, true).unwrap().unwrap();
+        (tmp, dir, t)
+    }
+
+    #[test]
+    fn a_watermark_computed_before_a_reset_or_a_recreation_is_not_raised_after() {
+        let (_tmp, _dir, t) = table();
+        let g = t.find_or_create("g", 4096, 5, 1_000).unwrap();
+        let block = g.block;
+        // A process computes a watermark far ahead, then stalls...
+        t.store(block, G_DISPATCH, dispatch_word(1 << 30, None));
+        let stale_epoch = t.epoch(block);
+        // ...the group is reset to the start meanwhile...
+        t.reset("g", 4096).unwrap();
+        assert_eq!(t.raise_watermark(block, stale_epoch, 1 << 30), 4096);
+        assert_eq!(t.read_group(block).unwrap().unwrap().watermark, 4096);
+        // ...or deleted and the block reused by a new group.
+        let epoch = t.epoch(block);
+        t.delete("g").unwrap();
+        let h = t.find_or_create("h", 8192, 5, 1_000).unwrap();
+        assert_eq!(h.block, block);
+        assert_eq!(t.raise_watermark(block, epoch, 1 << 30), 8192);
+        assert_eq!(t.watermark(block).unwrap(), 8192);
+        // In its own epoch, it rises, and never falls.
+        let now = t.epoch(block);
+        assert_eq!(t.raise_watermark(block, now, 16384), 16384);
+        assert_eq!(t.raise_watermark(block, now, 8192), 16384);
+    }
+
+    #[test]
+    fn a_dead_members_pending_claim_is_real_exactly_when_dispatch_moved_over_it() {
+        let (_tmp, _dir, t) = table();
+        let block = t.find_or_create("g", 4096, 5, 1_000).unwrap().block;
+        // Member 0 proposes 4096..4200 in slot 0 but dies before its swap:
+        // freed. Member 1 proposes and swaps, then dies before marking its
+        // claim: handed back.
+        let (c0, g0) = t.reserve(block, 0, 0..4).unwrap().unwrap();
+        let g0 = t.propose(block, 0, c0, g0, 4096, 4200).unwrap();
+        let (c1, g1) = t.reserve(block, 1, 4..8).unwrap().unwrap();
+        let g1 = t.propose(block, 1, c1, g1, 4096, 4304).unwrap();
+        let (_, _, word) = t.dispatch(block).unwrap();
+        assert!(t.cas(block, G_DISPATCH, word, dispatch_word(4304, Some(c1))));
+        let _ = (g0, g1);
+        assert_eq!(
+            t.reap(block, c0, t.claim(block, c0).unwrap()).unwrap(),
+            None
+        );
+        assert_eq!(t.claim(block, c0).unwrap().state, CLAIM_FREE);
+        let orphan = t.reap(block, c1, t.claim(block, c1).unwrap()).unwrap();
+        assert_eq!(
+            orphan.map(|o| (o.owner, o.state)),
+            Some((NO_OWNER, CLAIM_CLAIMED))
+        );
+        assert_eq!(t.range(block, c1).unwrap(), (4096, 4304));
+        assert_eq!(t.watermark(block).unwrap(), 4096);
+    }
+}

@@ -13,8 +13,8 @@
 //! |-------:|-----:|-------|---------|
 //! | 0 | 8 | `state` | 0 free, 1 a live group; anything else is damage |
 //! | 8 | 8 | `dispatch` | the next position to hand out, packed with the claim slot that moved it there (see [`dispatch_word`]) |
-//! | 16 | 8 | `watermark` | every record before it is acknowledged or dead-lettered |
-//! | 24 | 8 | `max_deliveries` | deliveries after which a record is dead-lettered, 1..=2^32 |
+//! | 16 | 8 | `watermark` | every record before it is acknowledged or dead-lettered, packed with the low byte of `epoch` (see [`watermark_word`]) |
+//! | 24 | 8 | `max_deliveries` | deliveries after which a record is dead-lettered, 1 to 2^32 - 2 |
 //! | 32 | 8 | `visibility_nanos` | how long a claim may go unacknowledged, > 0 |
 //! | 40 | 8 | `created_nanos` | when the group was created (wall clock) |
 //! | 48 | 8 | `name_len` | bytes of the name, 1..=64 |
@@ -22,9 +22,10 @@
 //! | 64 | 64 | `name` | UTF-8, zero-filled |
 //! | 128 | 8 | `dead_count` | dead letters written so far: the ring's head |
 //! | 136 | 8 | `orphaned` | claims handed back so far: members look for claims to take when it changes |
-//! | 144 | 112 | reserved | 0 |
+//! | 144 | 8 | `epoch` | bumped when the block's group is created or reset (kept when it is deleted) |
+//! | 152 | 104 | reserved | 0 |
 //! | 256 | 2048 | `members` | [`MEMBERS`] slots of 64 bytes: `state` (0 free, 1 joined), `pid`, `joined_nanos` |
-//! | 2304 | 8192 | `claims` | [`CLAIMS`] slots of 64 bytes: `word`, `start`, `end`, `claimed_nanos`, `deliveries` |
+//! | 2304 | 8192 | `claims` | [`CLAIMS`] slots of 64 bytes: `word`, `start`, `end`, `claimed_nanos`, `deliveries` (see [`deliveries_word`]) |
 //! | 10496 | 4096 | `dead` | [`DEAD`] entries of 32 bytes: `position`, `end`, `deliveries`, `dead_nanos` (a ring) |
 //! | 14592 | 1792 | reserved | 0 |
 //!
@@ -85,6 +86,8 @@ pub const G_NAME: u64 = 64;
 pub const G_DEAD_COUNT: u64 = 128;
 /// Group field: claims handed back so far.
 pub const G_ORPHANED: u64 = 136;
+/// Group field: the epoch, bumped by every create and reset of the block.
+pub const G_EPOCH: u64 = 144;
 
 /// `state`: no group.
 pub const STATE_FREE: u64 = 0;
@@ -119,7 +122,8 @@ pub const C_START: u64 = 8;
 pub const C_END: u64 = 16;
 /// Claim field: when it was last handed out (monotonic clock).
 pub const C_CLAIMED: u64 = 24;
-/// Claim field: how many times the record at `start` has been handed out.
+/// Claim field: how many times the record at `start` has been handed out,
+/// tagged with that `start` (see [`deliveries_word`]).
 pub const C_DELIVERIES: u64 = 32;
 
 /// Dead-letter entries per group: a ring of the latest ones.
@@ -193,6 +197,37 @@ pub fn dispatch_parts(word: u64) -> Result<(u64, Option<u32>), GroupDefect> {
     }
 }
 
+/// Packs the `deliveries` field: the count, tagged with the low 32 bits of
+/// `start >> 3`. A count whose tag is not its claim's `start` belongs to a
+/// start that has moved on (its owner died between storing the new start
+/// and the new count): the record now at `start` was handed out once, in
+/// its batch.
+pub const fn deliveries_word(start: u64, count: u64) -> u64 {
+    (((start >> 3) & 0xFFFF_FFFF) << 32) | (count & 0xFFFF_FFFF)
+}
+
+/// The deliveries of the record at `start`, from the `deliveries` field.
+pub const fn deliveries_count(word: u64, start: u64) -> u64 {
+    if word >> 32 == (start >> 3) & 0xFFFF_FFFF {
+        word & 0xFFFF_FFFF
+    } else {
+        1
+    }
+}
+
+/// Packs the `watermark` field: the position (a multiple of 8, below
+/// 2^59) and the low byte of the group's `epoch`. A process that computed
+/// a watermark for an earlier epoch (before a reset, or before the group
+/// was deleted and the block reused) cannot raise the new one.
+pub const fn watermark_word(epoch: u64, position: u64) -> u64 {
+    ((epoch & 0xFF) << 56) | ((position >> 3) & ((1 << 56) - 1))
+}
+
+/// Unpacks the `watermark` field: `(epoch & 0xFF, position)`.
+pub const fn watermark_parts(word: u64) -> (u64, u64) {
+    (word >> 56, (word & ((1 << 56) - 1)) << 3)
+}
+
 /// The file offset of group block `g`.
 pub const fn block_offset(g: u32) -> u64 {
     HEADER_LEN + BLOCK_LEN * g as u64
@@ -245,7 +280,7 @@ pub fn decode_name(words: &[u64; NAME_WORDS], len: u64, crc: u64) -> Result<Stri
 
 /// Validates a group's settings: `(max_deliveries, visibility_nanos)`.
 pub fn check_settings(max_deliveries: u64, visibility_nanos: u64) -> Result<(), GroupDefect> {
-    if max_deliveries == 0 || max_deliveries > 1 << 32 || visibility_nanos == 0 {
+    if max_deliveries == 0 || max_deliveries >= 0xFFFF_FFFF || visibility_nanos == 0 {
         return Err(GroupDefect::Settings);
     }
     Ok(())
@@ -257,7 +292,7 @@ const _: () = {
     assert!(claim_offset(CLAIMS) == G_DEAD);
     assert!(dead_offset(DEAD) <= BLOCK_LEN);
     assert!(G_NAME + MAX_NAME as u64 <= G_DEAD_COUNT);
-    assert!(G_ORPHANED + 8 <= G_MEMBERS);
+    assert!(G_EPOCH + 8 <= G_MEMBERS);
     assert!(block_offset(BLOCKS) == FILE_LEN);
     assert!((MEMBERS as u64) < NO_OWNER);
 };
@@ -287,6 +322,12 @@ mod tests {
             assert_eq!(dispatch_parts(dispatch_word(p, s)), Ok((p, s)));
         }
         assert_eq!(dispatch_parts(200), Err(GroupDefect::Dispatch));
+        let w = deliveries_word(4096, 3);
+        assert_eq!(deliveries_count(w, 4096), 3);
+        assert_eq!(deliveries_count(w, 4104), 1, "a start that moved on");
+        for (e, p) in [(0, 0), (7, 4096), (0x1FF, (1 << 59) - 8)] {
+            assert_eq!(watermark_parts(watermark_word(e, p)), (e & 0xFF, p));
+        }
         assert_eq!(check_header(&encode_header()), Ok(()));
         assert_eq!(check_settings(0, 1), Err(GroupDefect::Settings));
         assert_eq!(check_settings(5, 1), Ok(()));
