@@ -26,7 +26,7 @@ fn commit(c: &mut Criterion) {
     consumer.try_next().unwrap().unwrap();
     let mut group = c.benchmark_group("consumer");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("commit", |b| b.iter(|| consumer.commit()));
+    group.bench_function("commit", |b| b.iter(|| consumer.commit().unwrap()));
     drop(consumer);
     group.bench_function("read_and_commit_64", |b| {
         b.iter_custom(|iters| {
@@ -43,7 +43,7 @@ fn commit(c: &mut Criterion) {
             let start = Instant::now();
             for _ in 0..iters {
                 consumer.try_next().unwrap().unwrap();
-                consumer.commit();
+                consumer.commit().unwrap();
             }
             start.elapsed()
         })

@@ -113,13 +113,18 @@ impl Appender {
     ///
     /// When this returns `Ok`, the record is in the shared page cache: it
     /// survives the crash of this process and is visible to every reader.
-    /// It survives power loss after a [`flush`](crate::Log::flush).
+    /// It survives power loss after a [`sync`](crate::Log::sync), or at
+    /// once under [`Durability::EveryAppend`](crate::Durability).
     ///
     /// # Errors
     /// [`Error::RecordTooLarge`] if `payload` exceeds the log's limit;
     /// [`Error::NoSpace`] if the file system is full (nothing appended
     /// before is lost, and appending can resume once space is freed); I/O
     /// errors from growing or creating segment files.
+    /// [`Error::SyncFailed`]: under `EveryAppend`, the record was appended
+    /// (readers see it) but its sync failed, so it may not survive a power
+    /// cut; under `Periodic`, the last periodic sync failed, and nothing
+    /// was appended (appends resume once a periodic sync succeeds).
     ///
     /// ```
     /// # fn main() -> Result<(), tidelog::Error> {
@@ -134,14 +139,63 @@ impl Appender {
     /// ```
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
         let len = self.check_len(payload.len())?;
-        self.claim_loop(frame::frame_len(len), |seg, w, off| {
+        self.before_append()?;
+        let flen = frame::frame_len(len);
+        let at = self.claim_loop(flen, |seg, w, off| {
             let mut claim = w.claim(off, len)?;
             claim.payload_mut().copy_from_slice(payload);
             let position = seg.base() + off;
             claim.publish(frame::data_word(position, payload)).ok()?;
             w.wake_readers();
             Some(Position::from(position))
-        })
+        })?;
+        self.after_append(at.get() + flen)?;
+        Ok(at)
+    }
+
+    /// What the durability policy asks before an append: under
+    /// `Periodic`, that the last periodic sync succeeded (or the loss
+    /// bound would not hold).
+    #[inline]
+    fn before_append(&self) -> Result<()> {
+        if let crate::Durability::Periodic(_) = self.log.opts.durability {
+            let errno = self.log.periodic_errno.load(Ordering::Acquire);
+            if errno != 0 {
+                return Err(crate::durability::periodic_failure(&self.log, errno));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the durability policy asks after an append that ends at `end`:
+    /// under `EveryAppend`, that it is on stable storage.
+    #[inline]
+    fn after_append(&self, end: u64) -> Result<()> {
+        if self.log.opts.durability == crate::Durability::EveryAppend {
+            crate::durability::sync_to(&self.log, end)?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended to the log so far, by any appender in any
+    /// process, durable (see [`Log::sync`](crate::Log::sync)), and returns
+    /// the durable position.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(dir.path())?;
+    /// let mut appender = log.appender()?;
+    /// let at = appender.append(b"order 12")?;
+    /// assert!(appender.flush()? > at);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The errors of [`Log::sync`](crate::Log::sync).
+    pub fn flush(&mut self) -> Result<Position> {
+        crate::durability::sync_all(&self.log).map(Position::from)
     }
 
     /// Reserves room for a record of `len` bytes to be written in place,
@@ -175,6 +229,7 @@ impl Appender {
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
+        self.before_append()?;
         let (claim, position) = self.claim_loop(frame::frame_len(len32), |seg, _, off| {
             let claim = seg.shared().claim_owned(off, len32)?;
             Some((claim, seg.base() + off))
@@ -229,6 +284,7 @@ impl Appender {
         for r in &slices {
             self.check_len(r.len())?;
         }
+        self.before_append()?;
         let mut first = None;
         let mut last = None;
         let mut rest = &slices[..];
@@ -269,6 +325,9 @@ impl Appender {
                 first = first.or(Some(p));
                 last = Some(p);
             }
+        }
+        if let (Some(l), Some(r)) = (last, slices.last()) {
+            self.after_append(l.get() + frame::frame_len(r.len() as u32))?;
         }
         Ok(first.zip(last).map(|(a, b)| a..=b))
     }
@@ -537,9 +596,13 @@ impl Reservation<'_> {
             });
         };
         let word = frame::data_word(self.position, claim.payload());
+        let flen = frame::frame_len(claim.payload().len() as u32);
         match claim.publish(word) {
             Ok(()) => {
                 self.seg.shared().wake_readers();
+                if self.log.opts.durability == crate::Durability::EveryAppend {
+                    crate::durability::sync_to(self.log, self.position + flen)?;
+                }
                 Ok(Position::from(self.position))
             }
             Err(void) => {

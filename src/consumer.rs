@@ -70,6 +70,9 @@ pub struct Consumer {
     committed: Position,
     /// Held while the consumer lives: no other consumer of the name.
     _hold: SlotLock,
+    /// Whether a commit is synced before it returns
+    /// (`Durability::EveryAppend`).
+    sync_commits: bool,
 }
 
 /// A consumer, as [`Log::consumers`](crate::Log::consumers) lists it.
@@ -103,8 +106,10 @@ impl Consumer {
         name: String,
         committed: Position,
         hold: SlotLock,
+        sync_commits: bool,
     ) -> Self {
         Self {
+            sync_commits,
             reader,
             table,
             slot,
@@ -183,11 +188,18 @@ impl Consumer {
 
     /// Commits everything read so far: a consumer of this name resumes
     /// after the last record this one returned. Returns the position
-    /// committed. Costs two atomic stores.
-    pub fn commit(&mut self) -> Position {
-        self.table.commit(self.slot, self.next.get());
-        self.committed = self.next;
-        self.committed
+    /// committed. Costs two atomic stores: the commit survives the crash
+    /// of this process at once, and a power cut once the cursor table is
+    /// synced ([`Log::sync`](crate::Log::sync), a periodic sync, or before
+    /// this returns under [`Durability::EveryAppend`](crate::Durability)).
+    ///
+    /// # Errors
+    /// Only under `EveryAppend`: the I/O error of syncing the cursor table
+    /// (the commit is made, and visible to other processes, but may not
+    /// survive a power cut).
+    pub fn commit(&mut self) -> Result<Position> {
+        self.commit_to(self.next)?;
+        Ok(self.committed)
     }
 
     /// Commits up to `position`: a consumer of this name resumes there.
@@ -195,9 +207,16 @@ impl Consumer {
     /// [`Record::next_position`]; a consumer that resumes at a position
     /// that is not a record's gets
     /// [`Error::InvalidPosition`](crate::Error::InvalidPosition).
-    pub fn commit_to(&mut self, position: Position) {
+    ///
+    /// # Errors
+    /// As [`commit`](Self::commit).
+    pub fn commit_to(&mut self, position: Position) -> Result<()> {
         self.table.commit(self.slot, position.get());
         self.committed = position;
+        if self.sync_commits {
+            self.table.sync()?;
+        }
+        Ok(())
     }
 
     /// Skips a damaged record (see [`Reader::skip_damaged`]); the position

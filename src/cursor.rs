@@ -48,6 +48,11 @@ pub(crate) struct CursorTable {
 pub(crate) type SlotLock = Hold;
 
 impl CursorTable {
+    /// Writes the table to stable storage.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync()
+    }
+
     fn corrupt(&self, slot: Option<u32>, reason: CursorDefect) -> Error {
         Error::CorruptCursorTable {
             path: self.file.path(),

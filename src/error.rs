@@ -238,6 +238,8 @@ pub enum OptionsDefect {
     GrowStepTooLarge,
     /// A record size limit that does not fit in a segment of the capacity.
     RecordDoesNotFit,
+    /// A periodic durability interval of zero.
+    ZeroSyncInterval,
     /// A consumer group's batch of zero records, maximum deliveries of zero
     /// or above 2^32 - 2, or visibility timeout of zero.
     GroupSettings,
@@ -252,6 +254,7 @@ impl fmt::Display for OptionsDefect {
             Self::RecordDoesNotFit => {
                 f.write_str("max record size does not fit in a segment of this capacity")
             }
+            Self::ZeroSyncInterval => f.write_str("a periodic sync interval must not be zero"),
             Self::GroupSettings => f.write_str(
                 "a group needs a batch of 1 or more records, 1 to 2^32 - 2 deliveries \
                  and a visibility timeout above zero",
@@ -515,6 +518,20 @@ pub enum Error {
         /// The first position of the batch.
         position: Position,
     },
+    /// A sync (`msync`, `fsync`) of the log failed, here or in another
+    /// process that led a sync this call waited for. Records below
+    /// `durable` are on stable storage; those after it may not be, even
+    /// though they are in the log (readers see them). A failed sync is
+    /// never reported as a success later: the pages it covered are written
+    /// again by the next sync, which reports its own result.
+    SyncFailed {
+        /// The file whose sync failed.
+        path: PathBuf,
+        /// The durable position when it failed.
+        durable: Position,
+        /// The `errno` of the failure (for example `EIO` or `ENOSPC`).
+        errno: i32,
+    },
     /// The position was in segments that retention deleted.
     Retired {
         /// The position asked for (or where a reader stood).
@@ -646,6 +663,16 @@ impl fmt::Display for Error {
                 f,
                 "{} is {kind}, not a regular file; tidelog neither follows links nor opens special files in a log directory",
                 path.display()
+            ),
+            Self::SyncFailed {
+                path,
+                durable,
+                errno,
+            } => write!(
+                f,
+                "sync of {} failed ({}); the log is durable up to position {durable}",
+                path.display(),
+                io::Error::from_raw_os_error(*errno)
             ),
             Self::SegmentRemoved { path } => write!(
                 f,

@@ -789,6 +789,9 @@ impl GroupMember {
                 position: batch.start(),
             });
         }
+        if self.log.opts.durability == crate::Durability::EveryAppend {
+            self.table.sync()?;
+        }
         Ok(())
     }
 

@@ -127,6 +127,11 @@ pub(crate) struct GroupTable {
 }
 
 impl GroupTable {
+    /// Writes the table to stable storage.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync()
+    }
+
     /// Opens the table of the log in `dir`, creating it if `create` and it
     /// does not exist; `Ok(None)` if it does not exist and not `create`.
     pub(crate) fn open(dir: &LogDir, mode: u32, create: bool) -> Result<Option<GroupTable>> {

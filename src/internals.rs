@@ -26,3 +26,24 @@ pub fn pin(created_nanos: u64, boot_id: &str) {
 pub(crate) fn pinned() -> Option<(u64, BootId)> {
     *PINNED.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+static FAILING_SYNCS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// From now on, in this process, the next `n` syncs of segment data fail
+/// with `EIO` before reaching the kernel: for testing what callers of
+/// `Log::sync` and `append` under `Durability::EveryAppend` see when a
+/// disk fails.
+pub fn fail_syncs(n: u32) {
+    FAILING_SYNCS.store(n, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether the sync about to be made must fail (see [`fail_syncs`]).
+pub(crate) fn sync_fails() -> bool {
+    FAILING_SYNCS
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
+}

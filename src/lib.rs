@@ -99,8 +99,8 @@ pub use error::{
 pub use group::{Batch, DeadLetter, GroupInfo, GroupMember, GroupOptions};
 pub use log::{Log, SegmentInfo};
 pub use options::{
-    Options, Retention, WriterMode, DEFAULT_GROW_STEP, DEFAULT_MAX_RECORD_SIZE,
-    DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,
+    Durability, GroupCommit, Options, Retention, WriterMode, DEFAULT_GROW_STEP,
+    DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,
 };
 pub use position::Position;
 pub use read::{Reader, Record, WaitStrategy};

@@ -130,9 +130,9 @@ impl Log {
         } else {
             Store::open_read_only(dir, opts)?
         };
-        Ok(Log {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        crate::durability::start_periodic(&inner)?;
+        Ok(Log { inner })
     }
 
     /// A new appender. Appenders are independent: give each thread its own.
@@ -236,18 +236,7 @@ impl Log {
     /// # Errors
     /// I/O errors from looking up the newest segment.
     pub fn end_position(&self) -> Result<Position> {
-        let bases = self.inner.dir.segments()?;
-        for &base in bases.iter().rev() {
-            if let Some(seg) = self.inner.segment(base)? {
-                let tail = seg.shared().tail();
-                if tail > seg.data_limit() {
-                    // Full: the log continues at the next segment.
-                    return Ok(Position::from(seg.next_base() + HEADER_LEN));
-                }
-                return Ok(Position::from(base + tail));
-            }
-        }
-        Ok(Position::from(HEADER_LEN))
+        self.inner.end_position().map(Position::from)
     }
 
     /// The durable named consumer `name`, resuming at the position
@@ -304,6 +293,7 @@ impl Log {
                         name.to_owned(),
                         committed,
                         hold,
+                        self.inner.opts.durability == crate::Durability::EveryAppend,
                     ));
                 }
                 _ => continue,
@@ -648,45 +638,68 @@ impl Log {
     }
 
     /// Writes everything appended so far, by any process, to stable
-    /// storage, and records that it is there.
+    /// storage, records that it is there, and returns the durable position
+    /// (everything below it is on stable storage).
     ///
-    /// For each segment with records past its durable watermark: walks
-    /// them up to the tail as it is now, waiting for every frame there to
-    /// be published (a frame whose writer died is padded over after the
-    /// unblock timeout, as a reader would), then `msync(MS_SYNC)`s the
-    /// segment, then raises the segment's `flushed` watermark to the tail
-    /// and syncs the header page. Then, if a segment file appeared since
-    /// this handle's last flush, the directory is fsynced, so that segment
-    /// files created by other processes are durable too.
+    /// Syncs are shared: if another thread or process is syncing, this
+    /// waits for its sync (and leads the next one if that did not cover
+    /// everything). The leader walks the records up to the end of the log
+    /// as it is now, waiting for every frame there to be published (a
+    /// frame whose writer died is padded over, as a reader would), syncs
+    /// each segment with records past its durable watermark
+    /// (`msync(MS_SYNC)`), then the directory if it holds a segment this
+    /// handle has not synced, and only then raises the watermarks. The
+    /// consumers' and groups' tables are synced after.
     ///
     /// A record survives a process crash as soon as `append` returns; it
-    /// survives power loss once a flush that started after it returns
-    /// `Ok`. After a restart, recovery keeps everything below the
+    /// survives power loss once a sync that started after it returns `Ok`
+    /// (see [`Durability`](crate::Durability) for policies that sync on
+    /// their own). After a restart, recovery keeps everything below the
     /// watermarks and cuts the log at the first frame after them that it
     /// cannot prove, so what survives is a prefix of the log.
     ///
     /// Commit or drop this thread's open [`Reservation`](crate::Reservation)s
-    /// first: the flush waits for them like for any writer's, and after the
+    /// first: the sync waits for them like for any writer's, and after the
     /// unblock timeout pads them over (their `commit` then appends again).
     ///
     /// ```
     /// # fn main() -> Result<(), tidelog::Error> {
     /// # let tmp = tempfile::tempdir().unwrap();
     /// let log = tidelog::Log::open(tmp.path())?;
-    /// log.appender()?.append(b"payment 7: settled")?;
-    /// log.flush()?; // now it survives a power cut too
+    /// let at = log.appender()?.append(b"payment 7: settled")?;
+    /// let durable = log.sync()?; // now it survives a power cut too
+    /// assert!(durable > at);
     /// # Ok(())
     /// # }
     /// ```
     ///
     /// # Errors
-    /// I/O errors from `msync` or `fsync`; [`Error::SegmentRemoved`] if
-    /// another program removed a segment this process appends to (its
-    /// records are not durable in the log); damage found on the way that
-    /// cannot be skipped (see [`Reader::skip_damaged`]), reported at its
-    /// position.
+    /// [`Error::SyncFailed`] if a sync failed (this one, or the one it
+    /// waited for in another process): a failure is never reported as a
+    /// success later. I/O errors; [`Error::SegmentRemoved`] if another
+    /// program removed a segment this process appends to (its records are
+    /// not durable in the log); damage found on the way that cannot be
+    /// skipped (see [`Reader::skip_damaged`]), reported at its position.
+    pub fn sync(&self) -> Result<Position> {
+        crate::durability::sync_all(&self.inner).map(Position::from)
+    }
+
+    /// [`sync`](Self::sync), for those who do not need the position.
+    ///
+    /// # Errors
+    /// The errors of [`sync`](Self::sync).
     pub fn flush(&self) -> Result<()> {
-        crate::durability::flush(&self.inner)
+        self.sync().map(|_| ())
+    }
+
+    /// The durable position: every record below it is on stable storage,
+    /// as the durable watermarks of the segments record. It only grows
+    /// (until retention deletes the segments below it).
+    ///
+    /// # Errors
+    /// I/O errors from listing or opening segments.
+    pub fn durable_position(&self) -> Result<Position> {
+        crate::durability::durable_position(&self.inner).map(Position::from)
     }
 
     /// Flushes (see [`flush`](Self::flush)) and closes the log handle,

@@ -37,6 +37,72 @@ pub enum WriterMode {
     SingleProcess,
 }
 
+/// When an appended record is on stable storage, so that it survives a
+/// power cut (every policy keeps a record through the crash of its process
+/// as soon as `append` returns: it is in the shared page cache).
+///
+/// Whatever the policy, [`Log::sync`](crate::Log::sync) and
+/// [`Appender::flush`](crate::Appender::flush) make everything appended so
+/// far durable, and [`Log::durable_position`](crate::Log::durable_position)
+/// says how far the log is durable. Syncs are shared across threads and
+/// processes (group commit, see [`GroupCommit`]): one caller leads and
+/// syncs, the others wait for the durable watermark it raises.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use tidelog::{Durability, Options};
+///
+/// let log = Options::new().durability(Durability::EveryAppend).open(dir.path())?;
+/// let at = log.appender()?.append(b"payment 7: settled")?; // on disk now
+/// assert!(log.durable_position()? > at);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Nothing is synced unless asked: a record survives a process crash as
+    /// soon as `append` returns, and a power cut once a
+    /// [`sync`](crate::Log::sync) that started after it returns. The
+    /// default, and the fastest.
+    #[default]
+    Buffered,
+    /// A thread of this process syncs the log (and the consumers' and
+    /// groups' tables) every interval while anything is unsynced: a power
+    /// cut loses at most the records appended in the last interval (plus
+    /// the time one sync takes). A failed sync is reported by the next
+    /// `append` of every appender of this handle, and by `sync`.
+    Periodic(std::time::Duration),
+    /// `append` returns only once the record is on stable storage (with the
+    /// records of every other appender that waited at the same time: one
+    /// sync for all of them). Consumer commits and group acknowledgements
+    /// are synced before they return too.
+    EveryAppend,
+}
+
+/// How concurrent syncs are batched (see [`Durability`]). A leader that
+/// finds less than `max_batch` bytes unsynced waits up to `max_delay` for
+/// more appenders to join before it syncs; with no delay (the default), the
+/// appenders that arrive while one sync runs share the next one, which is
+/// the batching that costs no latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupCommit {
+    /// The longest a leader waits for more records before syncing.
+    pub max_delay: std::time::Duration,
+    /// A leader syncs at once when this many bytes are unsynced.
+    pub max_batch: u64,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            max_delay: std::time::Duration::from_millis(1),
+            max_batch: 1 << 20,
+        }
+    }
+}
+
 /// How much of a log to keep: whole sealed segments are deleted, oldest
 /// first, while the log is larger than `max_bytes` or a segment's newest
 /// record is older than `max_age`, but never past the slowest durable
@@ -123,6 +189,8 @@ pub struct Options {
     pub(crate) writer_mode: WriterMode,
     pub(crate) unblock_timeout: Duration,
     pub(crate) retention: Retention,
+    pub(crate) durability: Durability,
+    pub(crate) group_commit: GroupCommit,
 }
 
 impl Default for Options {
@@ -143,6 +211,8 @@ impl Options {
             writer_mode: WriterMode::default(),
             unblock_timeout: DEFAULT_UNBLOCK_TIMEOUT,
             retention: Retention::new(),
+            durability: Durability::Buffered,
+            group_commit: GroupCommit::default(),
         }
     }
 
@@ -207,11 +277,29 @@ impl Options {
         self
     }
 
+    /// When appended records reach stable storage (see [`Durability`]).
+    /// Default [`Durability::Buffered`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How concurrent syncs are batched (see [`GroupCommit`]).
+    pub fn group_commit(mut self, group_commit: GroupCommit) -> Self {
+        self.group_commit = group_commit;
+        self
+    }
+
     /// Validates the options and fills in derived values.
     pub(crate) fn resolve(&self) -> Result<Resolved> {
         check_capacity(self.segment_capacity).map_err(|c| Error::InvalidOptions {
             reason: OptionsDefect::Capacity(c),
         })?;
+        if self.durability == Durability::Periodic(Duration::ZERO) {
+            return Err(Error::InvalidOptions {
+                reason: OptionsDefect::ZeroSyncInterval,
+            });
+        }
         if self.grow_step == 0 {
             return Err(Error::InvalidOptions {
                 reason: OptionsDefect::ZeroGrowStep,
@@ -247,6 +335,8 @@ impl Options {
             writer_mode: self.writer_mode,
             unblock_timeout: self.unblock_timeout,
             retention: self.retention,
+            durability: self.durability,
+            group_commit: self.group_commit,
         })
     }
 }
@@ -261,6 +351,8 @@ pub(crate) struct Resolved {
     pub writer_mode: WriterMode,
     pub unblock_timeout: Duration,
     pub retention: Retention,
+    pub durability: Durability,
+    pub group_commit: GroupCommit,
 }
 
 #[cfg(test)]

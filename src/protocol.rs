@@ -31,7 +31,8 @@ use crate::format::frame::{self, Header};
 use crate::format::header::{
     decode_index_entry, encode_index_entry, index_entry_offset, index_shift, SegmentHeader,
     INDEX_SLOTS, OFF_BOOT_ID, OFF_CHECKED, OFF_FLUSHED, OFF_GROWN, OFF_NOTIFY_SEQ, OFF_PARKED,
-    OFF_STATE, OFF_TAIL, STATE_DIRTY, STATE_SEALED,
+    OFF_STATE, OFF_SYNCED_SEQ, OFF_SYNC_ERROR, OFF_SYNC_WAITERS, OFF_TAIL, STATE_DIRTY,
+    STATE_SEALED,
 };
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::sys::map::{Claim, Mapping, Slot, SlotError, Writable};
@@ -221,13 +222,96 @@ impl Shared {
         self.map.load_header(OFF_FLUSHED)
     }
 
-    /// Raises the durable watermark to `to`, which the caller has just
-    /// made durable (writable mappings only).
-    pub(crate) fn raise_flushed(&self, to: u64) {
+    // Group commit (see `durability`).
+
+    /// The `synced_seq` futex word as it is now.
+    pub(crate) fn synced_seq(&self) -> u32 {
+        self.map.load_header_u32_seqcst(OFF_SYNCED_SEQ)
+    }
+
+    /// Sleeps while `synced_seq` still holds `seq`, for at most `timeout`:
+    /// an appender waiting for another process's sync.
+    pub(crate) fn synced_wait(&self, seq: u32, timeout: Duration) {
+        self.map.futex_wait(OFF_SYNCED_SEQ, seq, Some(timeout));
+    }
+
+    /// Says that a process waits for another's sync (the `sync_waiters`
+    /// flag), before it re-checks `flushed` and sleeps: with the leader's
+    /// raise-then-load order this is the parking protocol's Dekker pattern.
+    pub(crate) fn announce_sync_waiter(&self) {
         if let Some(w) = self.w() {
-            if self.flushed() < to {
-                w.header_u64(OFF_FLUSHED).fetch_max(to, Ordering::AcqRel);
+            let flag = w.header_u32(OFF_SYNC_WAITERS);
+            if flag.load(Ordering::SeqCst) == 0 {
+                flag.store(1, Ordering::SeqCst);
             }
+        }
+    }
+
+    /// The `flushed` watermark in the total order of the waiting protocol.
+    pub(crate) fn flushed_seqcst(&self) -> u64 {
+        self.map.load_header_seqcst(OFF_FLUSHED)
+    }
+
+    /// After a sync that made everything below `to` durable: raises
+    /// `flushed`, clears the pending `errno` of an earlier failure (its
+    /// pages were written again), and, if anyone announced a wait, bumps
+    /// `synced_seq` and wakes every waiter.
+    pub(crate) fn publish_synced(&self, to: u64) {
+        let Some(w) = self.w() else {
+            return;
+        };
+        if self.flushed() < to {
+            w.header_u64(OFF_FLUSHED).fetch_max(to, Ordering::SeqCst);
+        }
+        let e = self.sync_error();
+        if e & 0xFFFF_FFFF != 0 {
+            let _ = w.header_u64(OFF_SYNC_ERROR).compare_exchange(
+                e,
+                e & !0xFFFF_FFFF,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        let waiters = w.header_u32(OFF_SYNC_WAITERS);
+        if waiters.load(Ordering::SeqCst) != 0 && waiters.swap(0, Ordering::SeqCst) != 0 {
+            w.header_u32(OFF_SYNCED_SEQ).fetch_add(1, Ordering::SeqCst);
+            self.map.futex_wake(OFF_SYNCED_SEQ);
+        }
+    }
+
+    /// The `sync_error` word: the generation of the last failed sync (high
+    /// 32 bits) and its `errno` while its pages are still to be written
+    /// again (low 32 bits).
+    pub(crate) fn sync_error(&self) -> u64 {
+        self.map.load_header(OFF_SYNC_ERROR)
+    }
+
+    /// Records a failed sync (a new generation with its `errno`) and wakes
+    /// every waiter, which reports it.
+    pub(crate) fn publish_sync_error(&self, errno: i32) {
+        let Some(w) = self.w() else {
+            return;
+        };
+        let errno = u64::from(errno.max(1) as u32);
+        let word = w.header_u64(OFF_SYNC_ERROR);
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            let next = ((cur >> 32).wrapping_add(1) << 32) | errno;
+            match word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(found) => cur = found,
+            }
+        }
+        w.header_u32(OFF_SYNCED_SEQ).fetch_add(1, Ordering::SeqCst);
+        self.map.futex_wake(OFF_SYNCED_SEQ);
+    }
+
+    /// Makes the pages of `start..end` dirty again after a failed sync (see
+    /// [`Writable::redirty`]); `end` must not pass the file's length, and
+    /// every frame below it must be complete.
+    pub(crate) fn redirty(&self, start: u64, end: u64) {
+        if let Some(w) = self.w() {
+            w.redirty(start as usize, end as usize);
         }
     }
 

@@ -410,6 +410,14 @@ impl Segment {
             return Ok(());
         }
         let start = from & !(PAGE - 1);
+        #[cfg(feature = "unstable-internals")]
+        if crate::internals::sync_fails() {
+            return Err(Error::io(
+                "msync segment",
+                &self.path,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
         self.shared
             .mapping()
             .flush_range(start as usize, (to - start) as usize)

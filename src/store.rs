@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -54,6 +55,18 @@ pub(crate) struct Store {
     /// The cursor table, once a consumer needed it.
     cursors: Mutex<Option<Arc<CursorTable>>>,
     groups: Mutex<Option<Arc<GroupTable>>>,
+    /// This process's lock file for leading a sync (see `durability`),
+    /// opened at the first sync; the mutex elects the leader among this
+    /// process's threads.
+    pub(crate) sync_lead: Mutex<Option<File>>,
+    /// A log position below which this handle has seen everything durable
+    /// (a cache of the segments' watermarks).
+    pub(crate) durable: AtomicU64,
+    /// `errno` of the last periodic sync, 0 if it succeeded
+    /// (`Durability::Periodic`).
+    pub(crate) periodic_errno: AtomicI32,
+    /// Stops the periodic sync thread when dropped.
+    periodic_stop: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// The oldest and the newest segment of a log.
@@ -153,7 +166,47 @@ impl Store {
             dir_synced: AtomicU64::new(0),
             cursors: Mutex::new(None),
             groups: Mutex::new(None),
+            sync_lead: Mutex::new(None),
+            durable: AtomicU64::new(0),
+            periodic_errno: AtomicI32::new(0),
+            periodic_stop: Mutex::new(None),
         }
+    }
+
+    /// Keeps the sender that stops the periodic sync thread when the store
+    /// is dropped.
+    pub(crate) fn set_periodic_stop(&self, tx: mpsc::Sender<()>) {
+        *self.periodic_stop.lock() = Some(tx);
+    }
+
+    /// The end of the log: where the next record would go (the position
+    /// after everything reserved so far, by any process).
+    pub(crate) fn end_position(&self) -> Result<u64> {
+        let bases = self.dir.segments()?;
+        for &base in bases.iter().rev() {
+            if let Some(seg) = self.segment(base)? {
+                let tail = seg.shared().tail();
+                if tail > seg.data_limit() {
+                    // Full: the log continues at the next segment.
+                    return Ok(seg.next_base() + HEADER_LEN);
+                }
+                return Ok(base + tail.max(HEADER_LEN));
+            }
+        }
+        Ok(HEADER_LEN)
+    }
+
+    /// Syncs the cursor and group tables, if this handle opened them.
+    pub(crate) fn sync_tables(&self) -> Result<()> {
+        let cursors = self.cursors.lock().clone();
+        if let Some(t) = cursors {
+            t.sync()?;
+        }
+        let groups = self.groups.lock().clone();
+        if let Some(t) = groups {
+            t.sync()?;
+        }
+        Ok(())
     }
 
     /// Opens every segment, recovering those that need it first when

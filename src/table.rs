@@ -131,6 +131,13 @@ impl TableFile {
         })
     }
 
+    /// Writes the table's dirty pages to stable storage (`msync(MS_SYNC)`).
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.map
+            .flush_range(0, self.map.len())
+            .map_err(|e| Error::io("msync table", self.path(), e))
+    }
+
     /// The word at `off` (0 outside the file, which callers' offsets never
     /// are).
     #[inline]

@@ -66,7 +66,7 @@ fn child() {
                 }
                 let to = c.position();
                 say(format!("will {to}"));
-                c.commit();
+                c.commit().unwrap();
                 say(format!("done {to}"));
                 // Spread the log over the rounds.
                 std::thread::sleep(Duration::from_micros(rng.below(1500)));
@@ -222,8 +222,8 @@ fn commits_list_reset_and_delete() {
         for _ in 0..10 {
             a.try_next().unwrap().unwrap();
         }
-        assert_eq!(a.commit(), pos[10]);
-        a.commit_to(pos[4]);
+        assert_eq!(a.commit().unwrap(), pos[10]);
+        a.commit_to(pos[4]).unwrap();
         assert_eq!(a.committed(), pos[4]);
     }
     let mut b = log.consumer_from("b", StartAt::End).unwrap();
@@ -277,7 +277,8 @@ fn a_committed_position_that_is_not_a_record_is_refused_at_resume() {
     let log = options().open(&dir).unwrap();
     log.consumer("x")
         .unwrap()
-        .commit_to(Position::from(pos[3].get() + 8));
+        .commit_to(Position::from(pos[3].get() + 8))
+        .unwrap();
     assert!(matches!(
         log.consumer("x"),
         Err(Error::InvalidPosition { .. })

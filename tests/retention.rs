@@ -126,7 +126,7 @@ fn child() {
             loop {
                 match c.next_timeout(Duration::from_millis(100)) {
                     Ok(Some(_)) => {
-                        c.commit();
+                        c.commit().unwrap();
                     }
                     Ok(None) => {}
                     // Cut by the producer's retention, which may pass
@@ -207,7 +207,7 @@ fn retention_never_passes_a_durable_consumer_unless_told_to() {
         for _ in 0..300 {
             slow.try_next().unwrap().unwrap();
         }
-        slow.commit();
+        slow.commit().unwrap();
     }
     let keep_little = Retention::new().max_bytes(CAPACITY);
     let r = log.apply_retention_with(keep_little, false).unwrap();

@@ -55,6 +55,9 @@ enum Command {
     /// Internal: one process of a benchmark scenario.
     #[command(hide = true)]
     BenchWorker(bench::WorkerArgs),
+    /// Internal: one appender process of the durability scenario.
+    #[command(hide = true)]
+    BenchDurableWorker(bench::DurableWorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::BenchWorker(args) => bench::worker(args),
+        Command::BenchDurableWorker(args) => bench::durable_worker(args),
         Command::Info { dir } => inspect::info(&dir),
         Command::Cat(args) => inspect::cat(args),
         Command::Append { dir, records } => inspect::append(&dir, records),

@@ -383,7 +383,7 @@ pub fn tail(args: TailArgs) -> Result<ExitCode> {
             };
             print_record(&mut out, rec.position(), &rec, args.positions)?;
             out.flush()?;
-            c.commit();
+            c.commit()?;
         }
         return Ok(ExitCode::SUCCESS);
     }

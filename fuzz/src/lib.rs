@@ -730,7 +730,9 @@ pub fn cursor(data: &[u8]) {
                         }
                     }
                 }
-                c.commit();
+                if let Err(e) = c.commit() {
+                    typed(&e);
+                }
             }
             Err(e) => typed(&e),
         }

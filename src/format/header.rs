@@ -88,6 +88,16 @@ pub const OFF_CHECKED: usize = 520;
 pub const OFF_BOOT_ID: usize = 528;
 /// File offset of the `flushed` word.
 pub const OFF_FLUSHED: usize = 640;
+/// File offset of the `synced_seq` word (`u32`): bumped after every raise
+/// of `flushed`; the futex that appenders waiting for a sync sleep on.
+pub const OFF_SYNCED_SEQ: usize = 648;
+/// File offset of the `sync_waiters` flag (`u32`): set by a process
+/// waiting for another's sync, cleared by the leader that wakes it.
+pub const OFF_SYNC_WAITERS: usize = 652;
+/// File offset of the `sync_error` word: the generation of the last failed
+/// sync (high 32 bits) and its `errno` while its pages are not yet written
+/// again (low 32 bits, 0 once a later sync succeeded).
+pub const OFF_SYNC_ERROR: usize = 656;
 /// File offset of the boundary index.
 pub const OFF_INDEX: usize = 1024;
 /// Entries in the boundary index.

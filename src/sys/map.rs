@@ -318,6 +318,20 @@ impl Mapping {
         }
     }
 
+    /// Loads a 64-bit header word as
+    /// [`load_header_u32_seqcst`](Self::load_header_u32_seqcst) does.
+    #[inline]
+    pub(crate) fn load_header_seqcst(&self, off: usize) -> u64 {
+        let w = self.header_word_u64(off);
+        if self.writable {
+            w.load(Ordering::SeqCst)
+        } else {
+            let v = w.load(Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            v
+        }
+    }
+
     /// Loads the frame header word at `off` with acquire semantics (a
     /// relaxed load and an acquire fence, as [`load_header`](Self::load_header)).
     #[inline]
@@ -414,6 +428,11 @@ impl Mapping {
             }
             h => Ok(Slot::Control(h)),
         }
+    }
+
+    /// The mapping's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
     }
 
     /// Writes back dirty pages in `off..off + len` and waits (`msync(MS_SYNC)`).
@@ -524,6 +543,26 @@ impl<'a> Writable<'a> {
             off += 8;
         }
         zeroed
+    }
+
+    /// Makes every page of `start..end` dirty again, so that the next
+    /// `msync` writes it: after a failed sync the kernel may have marked
+    /// those pages clean without writing them. One atomic read-modify-write
+    /// that changes nothing (`fetch_or(0)`) on the first word of each page
+    /// is a store, so it takes the write fault that marks the page dirty.
+    /// The range must lie inside the file (a page past its end would raise
+    /// `SIGBUS`) and hold only complete frames (published data, padding,
+    /// end) or header words: nothing there is written any more except
+    /// through atomics, so the no-op cannot race with a plain store.
+    pub(crate) fn redirty(self, start: usize, end: usize) {
+        let page = crate::format::PAGE as usize;
+        let mut off = start & !(page - 1);
+        while off < end {
+            if let Some(w) = self.map.word(off) {
+                w.fetch_or(0, Ordering::Relaxed);
+            }
+            off += page;
+        }
     }
 
     /// Pre-faults `off..off + len` for writing (`MADV_POPULATE_WRITE`), so

@@ -6,6 +6,7 @@
 //! together, and times from the first producer's start to the last
 //! consumer's end on the system-wide monotonic clock.
 
+mod durable;
 mod plot;
 mod raw;
 mod stats;
@@ -18,6 +19,7 @@ use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 
 use serde::Serialize;
 
+pub use durable::DurableWorkerArgs;
 use stats::{human_ns, Latency};
 pub use worker::WorkerArgs;
 use worker::{tidelog_options, RECORD_HEADER};
@@ -28,7 +30,7 @@ type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Scenarios to run, comma-separated: throughput, multi, large, group,
-    /// commit, retention, latency or all. (group: a producer fills a log, then 1, 2 and 4
+    /// commit, retention, latency, durability or all (all but durability). (group: a producer fills a log, then 1, 2 and 4
     /// member processes of one consumer group claim, check and acknowledge
     /// every record; timed from the members' start to their end. commit: a
     /// durable consumer's commit, in process. retention: deleting a full
@@ -83,10 +85,23 @@ pub struct Args {
     /// Do not pin the producer and consumer of 1 -> 1 runs to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Run the durability scenario (also `--scenario durability`; not part
+    /// of `all`): acknowledgements per second under each durability policy
+    /// with 1, 4 and 16 appender threads and processes, beside one
+    /// fdatasync per append.
+    #[arg(long)]
+    durability: bool,
+    /// Seconds each durability run lasts.
+    #[arg(long, default_value_t = 1.0)]
+    durability_seconds: f64,
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     worker::run(args)
+}
+
+pub fn durable_worker(args: DurableWorkerArgs) -> Result<ExitCode> {
+    durable::worker(args)
 }
 
 /// One run: what to start.
@@ -149,7 +164,7 @@ struct Figure {
 }
 
 impl Figure {
-    fn new(scenario: &str, name: &str, value: f64, unit: &str) -> Self {
+    pub(super) fn new(scenario: &str, name: &str, value: f64, unit: &str) -> Self {
         Self {
             scenario: scenario.into(),
             name: name.into(),
@@ -571,7 +586,7 @@ fn commit_figures(dir: &Path, segment_mib: u64, size: usize) -> Result<Vec<Figur
     let commits = 10_000_000u32;
     let t = std::time::Instant::now();
     for _ in 0..commits {
-        std::hint::black_box(c.commit());
+        std::hint::black_box(c.commit().unwrap());
     }
     let per_commit = t.elapsed().as_nanos() as f64 / f64::from(commits);
     drop(c);
@@ -584,7 +599,7 @@ fn commit_figures(dir: &Path, segment_mib: u64, size: usize) -> Result<Vec<Figur
             return Err("record damaged".into());
         }
         read += 1;
-        c.commit();
+        c.commit().unwrap();
     }
     if read != n {
         return Err(format!("read {read} of {n} records").into());
@@ -605,6 +620,13 @@ fn commit_figures(dir: &Path, segment_mib: u64, size: usize) -> Result<Vec<Figur
 }
 
 fn wants(args: &Args, scenario: &str) -> bool {
+    if scenario == "durability" {
+        // Long (19 runs of a second and more) and disk-bound: only on demand.
+        return args.durability || args.scenario.iter().any(|s| s == scenario);
+    }
+    if args.durability && args.scenario == ["all"] {
+        return false;
+    }
     args.scenario.iter().any(|s| s == scenario || s == "all")
 }
 
@@ -794,6 +816,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if wants(&b.args, "retention") {
         figures.extend(b.retention_figures()?);
+    }
+    if wants(&b.args, "durability") {
+        let show = b.progress;
+        figures.extend(durable::figures(
+            b.tmp.path(),
+            b.args.size,
+            b.args.durability_seconds.max(0.1),
+            b.args.segment_mib,
+            |label| {
+                if show {
+                    eprint!("\r\x1b[K{label}");
+                    let _ = std::io::stderr().flush();
+                }
+            },
+        )?);
     }
 
     let mut latency = Vec::new();
