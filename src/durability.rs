@@ -107,8 +107,12 @@ fn segment_at(store: &Arc<Store>, bases: &[u64], p: u64) -> Result<Option<Arc<Se
 /// Whether a segment is durable to its end: sealed, and its watermark at
 /// its reserved end.
 fn fully_durable(seg: &Segment) -> bool {
+    // Not the sealed bit: an appender that died (or ran out of disk)
+    // between crossing the data limit and sealing leaves it unset, and the
+    // walk pads its hole; nothing more is ever appended to a segment whose
+    // tail crossed the limit.
     let sh = seg.shared();
-    sh.is_sealed() && sh.tail() > sh.data_limit() && sh.flushed() >= sh.reserved_end()
+    sh.tail() > sh.data_limit() && sh.flushed() >= sh.reserved_end()
 }
 
 /// The durable position of the log: every record below it is on stable
@@ -183,6 +187,11 @@ pub(crate) fn sync_to(store: &Arc<Store>, target: u64) -> Result<u64> {
             let r = lead_sync(store, &lead);
             drop(lead);
             r?;
+            if durable_in(store, &store.dir.segments()?)? == durable {
+                // Nothing was left to sync, yet the target is not covered:
+                // a rollover in another process is under way. Do not spin.
+                std::thread::sleep(FOLLOWER_NAP);
+            }
             continue;
         }
         sh.announce_sync_waiter();
@@ -235,7 +244,7 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
     let bases = store.dir.segments()?;
     let durable = durable_in(store, &bases)?;
     let start = bases.partition_point(|&b| b <= durable).saturating_sub(1);
-    let mut synced: Vec<(Arc<Segment>, u64)> = Vec::new();
+    let mut synced: Vec<(Arc<Segment>, u64, bool)> = Vec::new();
     for &base in &bases[start..] {
         let Some(seg) = store.segment(base)? else {
             continue;
@@ -268,17 +277,22 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        sync_segment(store, &seg, first, to)?;
-        synced.push((seg, to));
+        let clean = sync_segment(store, &seg, first, to)?;
+        synced.push((seg, to, clean));
     }
     if let Err(e) = store.sync_dir_for(&bases) {
-        if let Some((seg, _)) = synced.last() {
-            seg.shared().publish_sync_error(errno_of(&e));
+        let errno = errno_of(&e);
+        for (seg, _, _) in &synced {
+            seg.shared().publish_sync_error(errno);
         }
         return Err(e);
     }
-    for (seg, to) in &synced {
-        seg.shared().publish_synced(*to);
+    for (seg, to, clean) in &synced {
+        // A sync that failed once and then succeeded may have eaten the
+        // error of pages above `to` that background write-back failed to
+        // write (the error is the file's, reported once): the next leader,
+        // whose range starts at `to`, makes its pages dirty again first.
+        seg.shared().publish_synced(*to, *clean);
     }
     durable_in(store, &bases)?;
     Ok(())
@@ -288,7 +302,8 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
 /// pages dirty again if that fails (or if an earlier sync of the segment
 /// failed and no sync has succeeded since). A second failure is recorded in
 /// the segment's `sync_error` word, which wakes and fails every waiter.
-fn sync_segment(store: &Arc<Store>, seg: &Segment, first: u64, to: u64) -> Result<()> {
+/// Returns whether the first try succeeded.
+fn sync_segment(store: &Arc<Store>, seg: &Segment, first: u64, to: u64) -> Result<bool> {
     let sh = seg.shared();
     let redirty = || -> Result<()> {
         let end = to.min(seg.file_len()?);
@@ -299,12 +314,12 @@ fn sync_segment(store: &Arc<Store>, seg: &Segment, first: u64, to: u64) -> Resul
         redirty()?;
     }
     let err = match seg.flush_range(0, to) {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(true),
         Err(e) => e,
     };
     redirty()?;
     if seg.flush_range(0, to).is_ok() {
-        return Ok(());
+        return Ok(false);
     }
     let errno = errno_of(&err);
     sh.publish_sync_error(errno);
@@ -395,9 +410,11 @@ pub(crate) fn periodic(store: Weak<Store>, interval: Duration, stop: mpsc::Recei
             Err(e) => Err(e),
         };
         let errno = match &outcome {
-            Ok(()) => 0,
             Err(Error::SyncFailed { errno, .. }) => *errno,
-            Err(e) => errno_of(e),
+            Err(e @ Error::Io { .. }) => errno_of(e),
+            // Damage, a removed segment: the appenders meet those on
+            // their own; they are not a failure to sync.
+            _ => 0,
         };
         store.periodic_errno.store(errno, Ordering::Release);
     }

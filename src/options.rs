@@ -81,11 +81,13 @@ pub enum Durability {
     EveryAppend,
 }
 
-/// How concurrent syncs are batched (see [`Durability`]). A leader that
-/// finds less than `max_batch` bytes unsynced waits up to `max_delay` for
-/// more appenders to join before it syncs; with no delay (the default), the
-/// appenders that arrive while one sync runs share the next one, which is
-/// the batching that costs no latency.
+/// How concurrent syncs are batched (see [`Durability`]). The appenders
+/// that arrive while one sync runs share the next one. Before syncing, the
+/// leader also yields the CPU while more records keep arriving, for at most
+/// `max_delay` (default 1 ms) and until `max_batch` bytes (default 1 MiB)
+/// are unsynced: a lone appender pays one `sched_yield`, and appenders
+/// woken together by the last sync join this one. A zero delay turns the
+/// wait off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GroupCommit {
     /// The longest a leader waits for more records before syncing.

@@ -256,7 +256,11 @@ impl Shared {
     /// `flushed`, clears the pending `errno` of an earlier failure (its
     /// pages were written again), and, if anyone announced a wait, bumps
     /// `synced_seq` and wakes every waiter.
-    pub(crate) fn publish_synced(&self, to: u64) {
+    ///
+    /// `clean`: the sync succeeded at its first try. If not, an `errno` is
+    /// left pending (same generation: no waiter fails), so that the next
+    /// leader makes its pages dirty again before syncing.
+    pub(crate) fn publish_synced(&self, to: u64, clean: bool) {
         let Some(w) = self.w() else {
             return;
         };
@@ -264,10 +268,15 @@ impl Shared {
             w.header_u64(OFF_FLUSHED).fetch_max(to, Ordering::SeqCst);
         }
         let e = self.sync_error();
-        if e & 0xFFFF_FFFF != 0 {
+        let want = if clean {
+            e & !0xFFFF_FFFF
+        } else {
+            (e & !0xFFFF_FFFF) | u64::from(libc::EIO as u32)
+        };
+        if e != want {
             let _ = w.header_u64(OFF_SYNC_ERROR).compare_exchange(
                 e,
-                e & !0xFFFF_FFFF,
+                want,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
