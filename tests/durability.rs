@@ -172,3 +172,51 @@ fn every_append_across_processes_shares_syncs_and_loses_nothing() {
     assert_eq!(next, vec![n; procs as usize]);
     assert_eq!(log.durable_position().unwrap(), log.end_position().unwrap());
 }
+
+#[test]
+fn a_full_segment_left_unsealed_does_not_stall_syncs() {
+    use std::os::unix::fs::FileExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let first = options(Durability::Buffered).open(dir.path()).unwrap();
+    let mut a = first.appender().unwrap();
+    let mut i = 0;
+    while first.segments().unwrap().len() < 2 {
+        a.append(&record(0, i)).unwrap();
+        i += 1;
+    }
+    // As if the appender that crossed segment 0's data limit had died (or
+    // met a full disk) before setting the sealed bit: clear it, through
+    // the file, while the log is open.
+    let seg0 = first.segments().unwrap()[0].path.clone();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&seg0)
+        .unwrap();
+    let mut state = [0u8; 8];
+    f.read_exact_at(&mut state, 512).unwrap();
+    state[0] &= !1;
+    f.write_all_at(&state, 512).unwrap();
+    // A second handle (another process would do the same) syncs: it must
+    // finish, not spin on segment 0.
+    let second = options(Durability::EveryAppend).open(dir.path()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dir.path().to_owned();
+    std::thread::spawn(move || {
+        let log = options(Durability::EveryAppend).open(&d).unwrap();
+        let r = log
+            .appender()
+            .unwrap()
+            .append(b"after the unsealed segment");
+        let s = log.sync();
+        tx.send((r.map(|p| p.get()), s.map(|p| p.get()))).unwrap();
+    });
+    let (appended, synced) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a sync stalled behind a full segment without its sealed bit");
+    assert!(synced.unwrap() > appended.unwrap());
+    assert_eq!(
+        second.durable_position().unwrap(),
+        second.end_position().unwrap()
+    );
+}
