@@ -1,6 +1,6 @@
-//! The queue's costs in process: a consumer's commit (DESIGN.md's target:
-//! at most 50 ns, a few atomic stores), and reading through a consumer
-//! that commits after every record.
+//! The queue's costs in process: a consumer's commit (the target: at most
+//! 50 ns, a few atomic stores), and reading through a consumer that
+//! commits after every record.
 
 #![expect(
     missing_docs,

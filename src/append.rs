@@ -453,7 +453,13 @@ impl Appender {
         self.covered = 0;
         match sealing_error {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => {
+                if off <= seg.data_limit() {
+                    // Sealed, and readers woken: now retention may run.
+                    self.log.retain_at_rollover();
+                }
+                Ok(())
+            }
         }
     }
 

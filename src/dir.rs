@@ -25,6 +25,16 @@ pub(crate) fn file_name(base: u64) -> String {
 }
 
 /// The base position a segment file name stands for, if it is one.
+/// A temporary file name for building `what` before linking it under its
+/// real name: unique in this process (a counter) and across processes (the
+/// pid), and ignored by everything but the cleanup of stale temporaries
+/// (a leading dot, a `.tmp` suffix).
+pub(crate) fn temp_name(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".{what}.{}.{n}.tmp", std::process::id())
+}
+
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(SEGMENT_SUFFIX)?;
     if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

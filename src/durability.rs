@@ -20,7 +20,8 @@
 //! **Failures.** After a failed `fsync`, Linux may mark the pages it
 //! covered clean without writing them, and a later `fsync` then succeeds
 //! without writing them either. A leader whose sync fails makes every page
-//! of the range dirty again (a no-op atomic store on each) and tries once
+//! of the range dirty again (`Segment::redirty`: the first bytes of each
+//! page written again through the file, with their value) and tries once
 //! more; if that fails too, it records the failure in the segment's
 //! `sync_error` word, which every waiter reports, and does not raise the
 //! watermark. The `errno` stays in the word until a sync succeeds, and
@@ -84,12 +85,7 @@ fn try_lead(store: &Store) -> Result<Option<Lead<'_>>> {
     };
     match f.try_lock_exclusive() {
         Ok(()) => Ok(Some(Lead { file })),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::WouldBlock
-                || e.raw_os_error() == Some(libc::EWOULDBLOCK) =>
-        {
-            Ok(None)
-        }
+        Err(e) if crate::liveness::would_block(&e) => Ok(None),
         Err(e) => Err(Error::io("lock", store.dir.join(SYNC_LOCK), e)),
     }
 }
@@ -218,15 +214,11 @@ pub(crate) fn sync_to(store: &Arc<Store>, target: u64) -> Result<u64> {
     }
 }
 
-/// `Log::sync` on a read-only handle: writes back what other processes
-/// wrote (a read-only handle can sync, but cannot raise the watermarks),
-/// and reports the durable position they recorded.
+/// `Log::sync` on a read-only handle: reports the durable position the
+/// writers recorded. It syncs nothing: a read-only handle cannot record a
+/// failure in `sync_error`, and a failure it saw alone would be reported to
+/// nobody else (Linux reports a write-back error once per open file).
 fn sync_read_only(store: &Arc<Store>) -> Result<u64> {
-    for base in store.dir.segments()? {
-        if let Some(seg) = store.segment(base)? {
-            seg.flush_range(0, seg.shared().reserved_end())?;
-        }
-    }
     durable_position(store)
 }
 
@@ -240,7 +232,7 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
     gather(store)?;
     // Records appended to a segment someone removed are not in the log:
     // never report them durable.
-    store.active().check_linked()?;
+    store.check_active()?;
     let bases = store.dir.segments()?;
     let durable = durable_in(store, &bases)?;
     let start = bases.partition_point(|&b| b <= durable).saturating_sub(1);
@@ -250,7 +242,14 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
             continue;
         };
         let sh = seg.shared();
-        seg.check_linked()?;
+        if let Err(e) = seg.check_linked() {
+            if bases.last() == Some(&base) {
+                return Err(e);
+            }
+            // Retention deleted it (only sealed segments with a successor
+            // are deleted): nothing of it is in the log any more.
+            continue;
+        }
         let to = sh.reserved_end();
         let from = sh.flushed();
         if from >= to {
@@ -269,8 +268,16 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
             match walker.walk_to(base + to, None) {
                 Ok(_) => break,
                 Err(e) if e.is_corruption() && e.position().is_some() => {
+                    // Damage is passed over only to a boundary below which
+                    // every frame is known complete (the `checked` or
+                    // `flushed` watermark): frames between the damage and
+                    // a boundary the index records, or the tail, may still
+                    // be unpublished, and a watermark raised over them
+                    // would call their records durable before they are.
                     let at = walker.position();
-                    if walker.skip_damaged()? == at {
+                    let safe = sh.checked().max(sh.flushed()).min(to);
+                    let past = walker.skip_damaged()?;
+                    if past == at || past.get() > base + safe {
                         return Err(e);
                     }
                 }
@@ -305,29 +312,29 @@ fn lead_sync(store: &Arc<Store>, _lead: &Lead<'_>) -> Result<()> {
 /// Returns whether the first try succeeded.
 fn sync_segment(store: &Arc<Store>, seg: &Segment, first: u64, to: u64) -> Result<bool> {
     let sh = seg.shared();
-    let redirty = || -> Result<()> {
-        let end = to.min(seg.file_len()?);
-        sh.redirty(first, end);
-        Ok(())
+    let failed = |errno: i32| {
+        sh.publish_sync_error(errno);
+        Error::SyncFailed {
+            path: seg.path().to_owned(),
+            durable: Position::from(store.durable.load(Ordering::Acquire)),
+            errno,
+        }
     };
     if sh.sync_error() & 0xFFFF_FFFF != 0 {
-        redirty()?;
+        seg.redirty(first, to).map_err(|e| failed(errno_of(&e)))?;
     }
     let err = match seg.flush_range(0, to) {
         Ok(()) => return Ok(true),
         Err(e) => e,
     };
-    redirty()?;
+    // From here on every way out that is not a success is published, so
+    // that no later sync (whose `msync` may not see the error again)
+    // reports these pages written.
+    seg.redirty(first, to).map_err(|e| failed(errno_of(&e)))?;
     if seg.flush_range(0, to).is_ok() {
         return Ok(false);
     }
-    let errno = errno_of(&err);
-    sh.publish_sync_error(errno);
-    Err(Error::SyncFailed {
-        path: seg.path().to_owned(),
-        durable: Position::from(store.durable.load(Ordering::Acquire)),
-        errno,
-    })
+    Err(failed(errno_of(&err)))
 }
 
 fn errno_of(e: &Error) -> i32 {
@@ -377,7 +384,7 @@ pub(crate) fn sync_all(store: &Arc<Store>) -> Result<u64> {
     if store.is_writable() {
         // Records appended to a segment someone removed are not in the
         // log: never report them durable.
-        store.active().check_linked()?;
+        store.check_active()?;
     }
     let end = store.end_position()?;
     let d = sync_to(store, end)?;
@@ -404,16 +411,18 @@ pub(crate) fn periodic(store: Weak<Store>, interval: Duration, stop: mpsc::Recei
         let Some(store) = store.upgrade() else {
             return;
         };
+        // The tables are synced every time: consumers may commit while
+        // nothing is appended (an `msync` with no dirty page writes nothing).
         let outcome = match unsynced(&store) {
             Ok(true) => sync_all(&store).map(|_| ()),
-            Ok(false) => Ok(()),
+            Ok(false) => store.sync_tables(),
             Err(e) => Err(e),
         };
         let errno = match &outcome {
             Err(Error::SyncFailed { errno, .. }) => *errno,
-            Err(e @ Error::Io { .. }) => errno_of(e),
             // Damage, a removed segment: the appenders meet those on
             // their own; they are not a failure to sync.
+            Err(e) if !e.is_corruption() => errno_of(e),
             _ => 0,
         };
         store.periodic_errno.store(errno, Ordering::Release);

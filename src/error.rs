@@ -511,7 +511,8 @@ pub enum Error {
     /// The batch was taken from this member, because it overran the
     /// group's visibility timeout (or a tool reset the group), and handed
     /// to another: this acknowledgement counts for nothing, and the records
-    /// are, or will be, delivered again.
+    /// are, or will be, delivered again. Also for a batch another member
+    /// claimed (it is not this member's to settle).
     ClaimLost {
         /// The group.
         name: String,

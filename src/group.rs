@@ -366,7 +366,11 @@ impl GroupMember {
     /// # Errors
     /// As [`claim`](Self::claim).
     pub fn claim_timeout(&mut self, timeout: Duration) -> Result<Option<Batch>> {
-        self.claim_until(Instant::now().checked_add(timeout), true)
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.claim_until(Some(deadline), true),
+            // Longer than the clock can count: as long as it takes.
+            None => self.claim_blocking().map(Some),
+        }
     }
 
     /// Claims the next batch, waiting as long as it takes.
@@ -415,7 +419,13 @@ impl GroupMember {
     /// overdue, raises the watermark, and takes the first orphan found.
     fn scan(&mut self, now: u64) -> Result<Option<Batch>> {
         let epoch = self.table.epoch(self.block);
-        let (mut low, _, _) = self.table.dispatch(self.block)?;
+        let (mut low, named, _) = self.table.dispatch(self.block)?;
+        // A member stopped between its dispatch swap and marking its claim
+        // leaves it PENDING, which does not expire; on a log where nobody
+        // dispatches again, nobody else would help it to CLAIMED.
+        if let Some(p) = named {
+            self.table.help(self.block, p, low)?;
+        }
         // Only "alive" is remembered over the scan: a member seen dead may
         // be replaced by a new one in its slot at any moment, so an owner
         // is found dead by a probe made after its claim's word was loaded
@@ -423,51 +433,74 @@ impl GroupMember {
         // before it makes new ones).
         let mut alive = [false; crate::format::group::MEMBERS as usize];
         let mut taken = None;
-        let me = u64::from(self.me);
         for c in 0..crate::group_table::CLAIM_SLOTS {
-            let claim = self.table.claim(self.block, c)?;
-            if claim.state == crate::format::group::CLAIM_FREE {
-                continue;
-            }
-            if claim.owner != me && claim.owner != crate::format::group::NO_OWNER {
-                let o = claim.owner as usize;
-                let live = alive[o] || self.table.member_alive(self.block, o as u32)?;
-                alive[o] = live;
-                if live {
-                    self.table
-                        .expire(self.block, c, claim, now, self.visibility_nanos);
-                } else {
-                    self.table.reap(self.block, c, claim)?;
-                }
-            }
-            // Loaded again after any change: a claim that may be real holds
-            // the watermark back at its start; one seen free was
-            // acknowledged (see `group_table`, "The watermark").
-            let claim = self.table.claim(self.block, c)?;
-            if let Some(start) = self.table.holds_back(self.block, c, claim) {
-                low = low.min(start);
-            }
-            // Dead-lettering a claim's first record hands the rest back:
-            // take it again, until a record is handed out or none is left
-            // (bounded, for a table that keeps changing under the scan).
-            let mut claim = claim;
-            for _ in 0..4096 {
-                if taken.is_some() {
-                    break;
-                }
-                taken = self.redeliver(c, claim)?;
-                let again = self.table.claim(self.block, c)?;
-                if taken.is_some()
-                    || again.generation == claim.generation
-                    || again.owner != crate::format::group::NO_OWNER
-                {
-                    break;
-                }
-                claim = again;
+            if let Err(e) = self.scan_slot(c, now, &mut alive, &mut low, &mut taken) {
+                // A batch taken already is handed out: dropping it would
+                // count a delivery nobody saw. The watermark waits for a
+                // scan that sees every claim.
+                return match taken {
+                    Some(b) => Ok(Some(b)),
+                    None => Err(e),
+                };
             }
         }
         self.table.raise_watermark(self.block, epoch, low);
         Ok(taken)
+    }
+
+    /// One claim slot of [`scan`](Self::scan): hands it back if its owner
+    /// died or overran, lowers `low` to it if it may be real, and takes it
+    /// into `taken` if it is an orphan and nothing was taken yet.
+    fn scan_slot(
+        &mut self,
+        c: u32,
+        now: u64,
+        alive: &mut [bool; crate::format::group::MEMBERS as usize],
+        low: &mut u64,
+        taken: &mut Option<Batch>,
+    ) -> Result<()> {
+        let me = u64::from(self.me);
+        let claim = self.table.claim(self.block, c)?;
+        if claim.state == crate::format::group::CLAIM_FREE {
+            return Ok(());
+        }
+        if claim.owner != me && claim.owner != crate::format::group::NO_OWNER {
+            let o = claim.owner as usize;
+            let live = alive[o] || self.table.member_alive(self.block, o as u32)?;
+            alive[o] = live;
+            if live {
+                self.table
+                    .expire(self.block, c, claim, now, self.visibility_nanos);
+            } else {
+                self.table.reap(self.block, c, claim)?;
+            }
+        }
+        // Loaded again after any change: a claim that may be real holds
+        // the watermark back at its start; one seen free was
+        // acknowledged (see `group_table`, "The watermark").
+        let claim = self.table.claim(self.block, c)?;
+        if let Some(start) = self.table.holds_back(self.block, c, claim) {
+            *low = (*low).min(start);
+        }
+        // Dead-lettering a claim's first record hands the rest back:
+        // take it again, until a record is handed out or none is left
+        // (bounded, for a table that keeps changing under the scan).
+        let mut claim = claim;
+        for _ in 0..4096 {
+            if taken.is_some() {
+                break;
+            }
+            *taken = self.redeliver(c, claim)?;
+            let again = self.table.claim(self.block, c)?;
+            if taken.is_some()
+                || again.generation == claim.generation
+                || again.owner != crate::format::group::NO_OWNER
+            {
+                break;
+            }
+            claim = again;
+        }
+        Ok(())
     }
 
     /// Takes the orphan `c` (loaded as `claim`) if it is one, and hands out
@@ -603,29 +636,39 @@ impl GroupMember {
                 d,
             )?;
             let at_d = self.scout.clone();
+            // The batch ends where its last record does, not where the
+            // scout stands after looking for more: a look that finds
+            // nothing may have moved it past padding or an end frame into
+            // the next segment, and a record published there meanwhile
+            // belongs to the next batch.
             let first = match first_wait.take() {
                 Some(until) => self
                     .scout
                     .next_timeout(until.saturating_duration_since(Instant::now()))
-                    .map(|r| r.is_some()),
-                None => self.scout.try_next().map(|r| r.is_some()),
+                    .map(|r| r.map(|r| r.next_position().get())),
+                None => self
+                    .scout
+                    .try_next()
+                    .map(|r| r.map(|r| r.next_position().get())),
             };
             let (e, records) = match first {
-                Ok(false) => return Ok(None),
-                Ok(true) => {
+                Ok(None) => return Ok(None),
+                Ok(Some(mut end)) => {
                     let mut records = 1;
                     while records < self.batch {
                         match self.scout.try_next() {
-                            Ok(Some(_)) => records += 1,
+                            Ok(Some(r)) => {
+                                end = r.next_position().get();
+                                records += 1;
+                            }
                             Ok(None) => break,
-                            // Damage ends the batch before it (the scout
-                            // stays at the damaged frame): the next batch
-                            // starts there.
+                            // Damage ends the batch before it: the next
+                            // batch starts there.
                             Err(e) if e.is_corruption() => break,
                             Err(e) => return Err(e),
                         }
                     }
-                    (self.scout.position().get(), records)
+                    (end, records)
                 }
                 // A damaged record where dispatch stands: it is handed out
                 // alone, as a batch up to the next proven boundary, so that
@@ -769,6 +812,7 @@ impl GroupMember {
     /// acknowledgement counts for nothing. The errors of reading the record
     /// of a redelivery that was not read.
     pub fn ack(&mut self, mut batch: Batch) -> Result<()> {
+        self.check_owner(&batch)?;
         // On an error here, the batch is dropped unsettled: handed back.
         let end = match batch.end {
             Some(e) => e,
@@ -801,6 +845,7 @@ impl GroupMember {
     /// # Errors
     /// [`Error::ClaimLost`] if it was handed to another member already.
     pub fn release(&mut self, mut batch: Batch) -> Result<()> {
+        self.check_owner(&batch)?;
         batch.settled = true;
         if !self
             .table
@@ -812,6 +857,25 @@ impl GroupMember {
             });
         }
         Ok(())
+    }
+}
+
+impl GroupMember {
+    /// A batch claimed by another member (of this group or another, in
+    /// this handle or another) is refused: settling it here would settle
+    /// a claim of this member's that happens to have the same slot and
+    /// generation. Dropped unsettled, it goes back to its own group.
+    fn check_owner(&self, batch: &Batch) -> Result<()> {
+        if Arc::ptr_eq(&batch.table, &self.table)
+            && batch.block == self.block
+            && batch.me == self.me
+        {
+            return Ok(());
+        }
+        Err(Error::ClaimLost {
+            name: self.name.clone(),
+            position: batch.start(),
+        })
     }
 }
 

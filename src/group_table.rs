@@ -44,21 +44,22 @@
 //! claim that may be real (`PENDING`, `CLAIMED`, `UPDATING`), loaded in
 //! that order: a claim with a start below the `dispatch` loaded existed
 //! already, in one of those states, until it was acknowledged. It only
-//! ever grows (`fetch_max`), and is what retention and listings see.
+//! ever grows (a compare-and-swap in the group's epoch, see `raise_watermark`),
+//! and is what retention and listings see.
 
 use std::sync::atomic::Ordering;
 
 use crate::dir::LogDir;
 use crate::error::GroupDefect;
 use crate::format::group::{
-    block_offset, check_claim, check_settings, claim_offset, claim_word, dead_offset, decode_name,
-    deliveries_count, deliveries_word, dispatch_parts, dispatch_word, encode_name, header_defect,
-    member_offset, watermark_parts, watermark_word, BLOCKS, BLOCK_LEN, CLAIMS, CLAIM_CLAIMED,
-    CLAIM_FILLING, CLAIM_FREE, CLAIM_LEN, CLAIM_PENDING, CLAIM_UPDATING, C_CLAIMED, C_DELIVERIES,
-    C_END, C_START, C_WORD, DEAD, D_DELIVERIES, D_END, D_NANOS, D_POSITION, FILE_NAME, GEOMETRY,
-    G_CREATED, G_DEAD_COUNT, G_DISPATCH, G_EPOCH, G_MAX_DELIVERIES, G_NAME, G_NAME_CRC, G_NAME_LEN,
-    G_ORPHANED, G_STATE, G_VISIBILITY, G_WATERMARK, MAX_NAME, MEMBERS, MEMBER_LEN, M_JOINED, M_PID,
-    M_STATE, NO_OWNER, STATE_FREE, STATE_LIVE,
+    block_offset, check_claim, check_settings, claim_offset, claim_parts, claim_word, dead_offset,
+    decode_name, deliveries_count, deliveries_word, dispatch_parts, dispatch_word, encode_name,
+    header_defect, member_offset, watermark_parts, watermark_word, BLOCKS, BLOCK_LEN, CLAIMS,
+    CLAIM_CLAIMED, CLAIM_FILLING, CLAIM_FREE, CLAIM_LEN, CLAIM_PENDING, CLAIM_UPDATING, C_CLAIMED,
+    C_DELIVERIES, C_END, C_START, C_WORD, DEAD, D_DELIVERIES, D_END, D_NANOS, D_POSITION,
+    FILE_NAME, GEOMETRY, G_CREATED, G_DEAD_COUNT, G_DISPATCH, G_EPOCH, G_MAX_DELIVERIES, G_NAME,
+    G_NAME_CRC, G_NAME_LEN, G_ORPHANED, G_STATE, G_VISIBILITY, G_WATERMARK, MAX_NAME, MEMBERS,
+    MEMBER_LEN, M_JOINED, M_PID, M_STATE, NO_OWNER, STATE_FREE, STATE_LIVE,
 };
 use crate::format::FRAME_ALIGN;
 use crate::sys::calls::{mono_ns_coarse, wall_ns_coarse};
@@ -276,12 +277,22 @@ impl GroupTable {
 
     /// Zeroes every word of `block` but its state and its epoch.
     fn clear(&self, block: u32) {
+        // Claim generations survive, bumped: a batch from before (its
+        // member gone with the group) never matches a claim of the group
+        // made next in this block.
+        let generations: Vec<u64> = (0..CLAIMS)
+            .map(|c| claim_parts(self.claim_field(block, c, C_WORD)).0)
+            .collect();
         let mut off = 8;
         while off < BLOCK_LEN {
             if off != G_EPOCH {
                 self.store(block, off, 0);
             }
             off += 8;
+        }
+        for (c, g) in (0..CLAIMS).zip(generations) {
+            let free = claim_word(g.wrapping_add(1), NO_OWNER, CLAIM_FREE);
+            self.store(block, claim_offset(c) + C_WORD, free);
         }
     }
 
@@ -613,7 +624,8 @@ impl GroupTable {
     }
 
     /// Computes the group's low watermark now, raises the stored one to it,
-    /// and returns the watermark.
+    /// and returns the lower of the two: what retention may trust (a
+    /// stored word higher than what the claims say is not believed).
     pub(crate) fn watermark(&self, block: u32) -> Result<u64> {
         let epoch = self.epoch(block);
         let (mut low, _, _) = self.dispatch(block)?;
@@ -623,7 +635,7 @@ impl GroupTable {
                 low = low.min(start);
             }
         }
-        Ok(self.raise_watermark(block, epoch, low))
+        Ok(self.raise_watermark(block, epoch, low).min(low))
     }
 
     /// Claims in flight and orphans waiting, for listings.
@@ -832,25 +844,30 @@ impl GroupTable {
         let _lock = self.file.lock()?;
         let g = self.existing(name)?;
         self.no_members(g.block, name)?;
-        // The epoch first: a watermark computed before it cannot be
-        // raised after.
-        let epoch = self.epoch(g.block).wrapping_add(1);
-        self.store(g.block, G_EPOCH, epoch);
+        // No member runs: every claim is freed whatever it holds (a
+        // damaged word too, so that a reset never stops half-way), with its
+        // generation bumped so that a batch from before is refused.
         for c in 0..CLAIMS {
-            let claim = self.claim(g.block, c)?;
-            let free = claim_word(claim.generation + 1, NO_OWNER, CLAIM_FREE);
-            let _ = self.cas_claim(g.block, c, claim.word, free);
+            let word = self.claim_field(g.block, c, C_WORD);
+            let generation = claim_parts(word).0;
+            let free = claim_word(generation.wrapping_add(1), NO_OWNER, CLAIM_FREE);
+            let _ = self.cas_claim(g.block, c, word, free);
             for field in [C_START, C_END, C_CLAIMED, C_DELIVERIES] {
                 self.set_claim_field(g.block, c, field, 0);
             }
         }
         self.store(g.block, G_DISPATCH, dispatch_word(position, None));
+        // The epoch after `dispatch` and just before the watermark: whoever
+        // loads the new epoch then loads the new `dispatch`, so no
+        // watermark computed from the old one is raised in the new epoch.
+        let epoch = self.epoch(g.block).wrapping_add(1);
+        self.store(g.block, G_EPOCH, epoch);
         self.store(g.block, G_WATERMARK, watermark_word(epoch, position));
         Ok(())
     }
 }
 
-/// Bytes of a claim slot, for callers that lay out preferences.
+/// Claim slots of a group, for callers that lay out preferences.
 pub(crate) const CLAIM_SLOTS: u32 = CLAIMS;
 /// Claim slots a member tries first: its own stripe, so that members
 /// rarely touch each other's slots.

@@ -37,13 +37,40 @@ pub fn fail_syncs(n: u32) {
     FAILING_SYNCS.store(n, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Whether the sync about to be made must fail (see [`fail_syncs`]).
+static FAILED_SYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static SYNC_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// From now on, in this process, every sync of segment data first sleeps
+/// `delay`: a slow disk, so that concurrent callers queue up behind a
+/// leader.
+pub fn slow_syncs(delay: std::time::Duration) {
+    SYNC_DELAY_MS.store(
+        delay.as_millis() as u64,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// How many syncs [`fail_syncs`] has failed so far in this process.
+pub fn failed_syncs() -> u64 {
+    FAILED_SYNCS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Whether the sync about to be made must fail (see [`fail_syncs`]),
+/// after the delay of [`slow_syncs`].
 pub(crate) fn sync_fails() -> bool {
-    FAILING_SYNCS
+    let delay = SYNC_DELAY_MS.load(std::sync::atomic::Ordering::SeqCst);
+    if delay > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+    }
+    let fails = FAILING_SYNCS
         .fetch_update(
             std::sync::atomic::Ordering::SeqCst,
             std::sync::atomic::Ordering::SeqCst,
             |n| n.checked_sub(1),
         )
-        .is_ok()
+        .is_ok();
+    if fails {
+        FAILED_SYNCS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fails
 }

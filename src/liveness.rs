@@ -57,7 +57,8 @@ fn set_registered_writers(lock: &File, n: u64) -> io::Result<()> {
     lock.write_all_at(&n.to_le_bytes(), 0)
 }
 
-fn would_block(e: &io::Error) -> bool {
+/// Whether a non-blocking lock failed because someone else holds it.
+pub(crate) fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
@@ -173,6 +174,25 @@ pub(crate) fn lock_appends(dir: &LogDir, mode: u32) -> Result<File> {
         }),
         Err(e) => Err(Error::io("lock", dir.join(APPEND_LOCK), e)),
     }
+}
+
+/// Takes an exclusive `flock` on the lock file `name` of `dir` if nobody
+/// holds it: `None` if someone does.
+pub(crate) fn try_lock_exclusive(dir: &LogDir, name: &str, mode: u32) -> Result<Option<File>> {
+    let file = open_lock_file(dir, name, mode)?;
+    match file.try_lock_exclusive() {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if would_block(&e) => Ok(None),
+        Err(e) => Err(Error::io("lock", dir.join(name), e)),
+    }
+}
+
+/// Takes a shared `flock` on the lock file `name` of `dir`, waiting for
+/// it: held while the returned file is open.
+pub(crate) fn lock_shared(dir: &LogDir, name: &str, mode: u32) -> Result<File> {
+    let file = open_lock_file(dir, name, mode)?;
+    FileExt::lock_shared(&file).map_err(|e| Error::io("lock", dir.join(name), e))?;
+    Ok(file)
 }
 
 /// Takes an exclusive `flock` on the lock file `name` of `dir`, waiting for

@@ -276,9 +276,19 @@ impl Log {
     /// As [`consumer`](Self::consumer).
     pub fn consumer_from(&self, name: &str, start: StartAt) -> Result<Consumer> {
         let table = self.cursor_table()?;
-        let start = self.resolve(start)?;
         loop {
-            let (info, _) = table.find_or_create(name, start.get())?;
+            let (info, _) = match table.find(name)? {
+                Some(info) => (info, false),
+                None => {
+                    // A new name: its start is proven a record boundary
+                    // before it is stored (a bogus one would hold retention
+                    // back for ever), and retention is held off meanwhile.
+                    let _hold = self.inner.hold_off_retention()?;
+                    let start = self.resolve(start)?;
+                    self.reader_at(start)?;
+                    table.find_or_create(name, start.get())?
+                }
+            };
             let hold = table.hold(&self.inner.dir, info.slot, name)?;
             // Deleted, and maybe reused, between the two? Checked under the
             // hold, which a delete must take too.
@@ -330,10 +340,14 @@ impl Log {
     /// Moves the consumer `name` to `to` (not running now).
     ///
     /// # Errors
-    /// [`Error::ConsumerNotFound`]; [`Error::ConsumerBusy`] while it runs.
+    /// [`Error::ConsumerNotFound`]; [`Error::ConsumerBusy`] while it runs;
+    /// [`Error::InvalidPosition`] or [`Error::Retired`] if `to` is not a
+    /// record boundary the log holds (nothing is changed then).
     pub fn reset_consumer(&self, name: &str, to: StartAt) -> Result<()> {
         let table = self.existing_table(name)?;
+        let _hold = self.inner.hold_off_retention()?;
         let to = self.resolve(to)?;
+        self.reader_at(to)?;
         table.reset(&self.inner.dir, name, to.get())
     }
 
@@ -417,6 +431,7 @@ impl Log {
             let rec = match table.find(name)? {
                 Some(rec) => rec,
                 None => {
+                    let _hold = self.inner.hold_off_retention()?;
                     let start = self.resolve(opts.start_at())?;
                     // Proven a record boundary before any member relies on it.
                     self.reader_at(start)?;
@@ -501,6 +516,7 @@ impl Log {
     /// the errors of [`reader_at`](Self::reader_at) for `to`.
     pub fn reset_group(&self, name: &str, to: StartAt) -> Result<()> {
         let table = self.existing_groups(name)?;
+        let _hold = self.inner.hold_off_retention()?;
         let to = self.resolve(to)?;
         self.reader_at(to)?;
         table.reset(name, to.get())
@@ -591,7 +607,8 @@ impl Log {
                 path: self.inner.dir.path().to_owned(),
             });
         }
-        self.inner.apply_retention(retention, dry_run)
+        self.inner
+            .apply_retention(retention, dry_run, crate::retention::Wait::Yes)
     }
 
     /// The directory of the log.

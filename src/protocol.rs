@@ -315,15 +315,6 @@ impl Shared {
         self.map.futex_wake(OFF_SYNCED_SEQ);
     }
 
-    /// Makes the pages of `start..end` dirty again after a failed sync (see
-    /// [`Writable::redirty`]); `end` must not pass the file's length, and
-    /// every frame below it must be complete.
-    pub(crate) fn redirty(&self, start: u64, end: u64) {
-        if let Some(w) = self.w() {
-            w.redirty(start as usize, end as usize);
-        }
-    }
-
     /// The boot the segment was last opened for writing in.
     pub(crate) fn boot_id(&self) -> BootId {
         BootId([

@@ -232,7 +232,12 @@ impl Reader {
             return Err(invalid(PositionDefect::BeforeOldestSegment));
         };
         let Some(seg) = log.segment(base)? else {
-            return Err(invalid(PositionDefect::BeforeOldestSegment));
+            // Listed a moment ago: retention deleted it meanwhile.
+            let oldest = log.dir.segments()?.first().map_or(0, |b| b + HEADER_LEN);
+            return Err(Error::Retired {
+                position,
+                oldest: Position::from(oldest),
+            });
         };
         let off = pos - base;
         if off >= seg.capacity() {
@@ -501,7 +506,19 @@ impl Reader {
             if off + FRAME_HEADER_LEN > self.readable {
                 match self.seg.readable_len(off + FRAME_HEADER_LEN)? {
                     Some(len) => self.readable = len,
-                    None => return Ok(Step::Pending),
+                    None => {
+                        // Reserved, but the file does not reach it: its
+                        // writer died (or met a full disk) before growing
+                        // the file. It is an empty frame to the unblocker's
+                        // clock, which grows the file to pad it (a page at a
+                        // time); before the tail, nothing is late.
+                        if off < self.seg.shared().reserved_end()
+                            && self.unblock(off, Header::Empty)?
+                        {
+                            continue;
+                        }
+                        return Ok(Step::Pending);
+                    }
                 }
             }
             match self.seg.shared().slot(off, self.readable) {

@@ -6,11 +6,13 @@
 //! deleted segment keeps its pages until it lets go, reads it to its end
 //! and moves on. The directory is fsynced after. Deciding and unlinking
 //! hold `retention.lock`, so that processes applying retention at once
-//! delete nothing twice.
+//! delete nothing twice; the slowest consumer is read under that lock,
+//! and creating or moving a consumer or a group holds it shared, so that
+//! a position being stored cannot fall into a segment being deleted.
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::dir::{file_name, LogDir};
 use crate::format::HEADER_LEN;
@@ -39,17 +41,28 @@ pub struct RetentionReport {
 /// position, a group's watermark).
 pub(crate) type Floor = Option<(String, u64)>;
 
+/// Whether [`apply`] waits for another process applying retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Wait for the lock (`Log::apply_retention`, `tidelog trim`).
+    Yes,
+    /// Skip this round if another process holds it (at a rollover: the
+    /// appender that rolled over must not wait for a trimmer).
+    No,
+}
+
 /// Applies `retention` to the log in `dir`. `segment` opens a segment by
-/// base; `floor` is the slowest durable consumer (ignored if the
-/// retention may pass consumers). With `dry_run`, decides and deletes
-/// nothing.
+/// base; `floor` reads the slowest durable consumer (ignored if the
+/// retention may pass consumers), under the lock. With `dry_run`, decides
+/// and deletes nothing, and takes no lock (a read-only handle may ask).
 pub(crate) fn apply(
     dir: &LogDir,
     mode: u32,
     retention: Retention,
     segment: impl Fn(u64) -> Result<Option<Arc<Segment>>>,
-    floor: Floor,
+    floor: impl FnOnce() -> Result<Floor>,
     dry_run: bool,
+    wait: Wait,
 ) -> Result<RetentionReport> {
     let bases = dir.segments()?;
     let mut report = RetentionReport {
@@ -59,7 +72,20 @@ pub(crate) fn apply(
     if !retention.is_limited() || bases.len() < 2 {
         return Ok(report);
     }
-    let _lock = liveness::lock_exclusive(dir, liveness::RETENTION_LOCK, mode)?;
+    let _lock = match (dry_run, wait) {
+        (true, _) => None,
+        (false, Wait::Yes) => Some(liveness::lock_exclusive(
+            dir,
+            liveness::RETENTION_LOCK,
+            mode,
+        )?),
+        (false, Wait::No) => {
+            match liveness::try_lock_exclusive(dir, liveness::RETENTION_LOCK, mode)? {
+                Some(lock) => Some(lock),
+                None => return Ok(report),
+            }
+        }
+    };
     // Listed again under the lock: another process may have deleted some.
     let bases = dir.segments()?;
     let mut segs = Vec::with_capacity(bases.len());
@@ -77,15 +103,16 @@ pub(crate) fn apply(
         lens.push(len);
         total += len;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = Duration::from_nanos(crate::segment::now_nanos());
+    // Read under the lock: a consumer created or moved back meanwhile held
+    // it shared while it stored its position.
     let floor = if retention.past_consumers {
         None
     } else {
-        floor
+        floor()?
     };
     let mut deleted = 0;
+    let mut failed = None;
     // Never the newest segment; only sealed ones, oldest first.
     for i in 0..segs.len().saturating_sub(1) {
         let seg = &segs[i];
@@ -113,7 +140,11 @@ pub(crate) fn apply(
             match dir.remove(&name) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("delete segment", dir.join(&name), e)),
+                Err(e) => {
+                    // The segments deleted before are still made durable.
+                    failed = Some(Error::io("delete segment", dir.join(&name), e));
+                    break;
+                }
             }
         }
         total -= lens[i];
@@ -123,6 +154,9 @@ pub(crate) fn apply(
     }
     if deleted > 0 && !dry_run {
         dir.sync()?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     if let Some(s) = segs.get(deleted) {
         report.oldest = Position::from(s.base() + HEADER_LEN);

@@ -61,7 +61,14 @@ fn header_error(path: &Path, e: HeaderError) -> Error {
     }
 }
 
-fn now_nanos() -> u64 {
+/// The wall clock in nanoseconds since the Unix epoch: the creation time
+/// written into a new segment's header, and what retention compares ages
+/// with (pinned by `internals::pin` for the golden files).
+pub(crate) fn now_nanos() -> u64 {
+    #[cfg(feature = "unstable-internals")]
+    if let Some((nanos, _)) = crate::internals::pinned() {
+        return nanos;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -148,12 +155,7 @@ impl Segment {
             return Ok(seg);
         }
         let name = file_name(header.base);
-        let tmp = format!(
-            ".{:016x}.{}.{}.tmp",
-            header.base,
-            std::process::id(),
-            now_nanos()
-        );
+        let tmp = crate::dir::temp_name(&format!("{:016x}", header.base));
         let result = Self::build(dir, &tmp, &header, initial_len, mode, boot).and_then(|()| {
             match dir.link(&tmp, &name) {
                 // Whoever linked it, the entry must be durable before
@@ -400,6 +402,38 @@ impl Segment {
         self.shared
             .flush_header()
             .map_err(|e| Error::io("msync segment header", &self.path, e))
+    }
+
+    /// Makes every page of `from..to` dirty again, so that the next sync
+    /// writes it: after a failed sync Linux may have marked those pages
+    /// clean without writing them. The first 8 bytes of each page are
+    /// written again, with the value they hold, through the file (`pwrite`
+    /// into the page cache the mapping shares), not through the mapping:
+    /// no store of this process touches bytes that a `Record` may borrow.
+    /// The range must hold only complete frames (published data, padding,
+    /// end) and header words, so the value read is the value written: a
+    /// published frame never changes, and the first word of the header
+    /// page is the magic. (The one writer that may still store there is a
+    /// slow appender whose reservation an unblocker padded over; padding
+    /// payload is read by nobody.) `to` is clamped to the file's length.
+    pub(crate) fn redirty(&self, from: u64, to: u64) -> Result<()> {
+        let to = to.min(self.file_len()?);
+        let mut off = from & !(PAGE - 1);
+        while off < to {
+            let word = if off < HEADER_LEN {
+                u64::from_le_bytes(crate::format::header::MAGIC)
+            } else {
+                match self.shared.load_word(off) {
+                    Some(w) => w,
+                    None => break,
+                }
+            };
+            self.file
+                .write_all_at(&word.to_le_bytes(), off)
+                .map_err(|e| Error::io("rewrite segment page", &self.path, e))?;
+            off += PAGE;
+        }
+        Ok(())
     }
 
     /// Flushes the file's dirty pages in `from..to` to stable storage.

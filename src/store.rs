@@ -8,7 +8,6 @@ use std::fs::File;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -24,7 +23,7 @@ use crate::options::Resolved;
 use crate::options::Retention;
 use crate::recovery::{self, RecoveryReport};
 use crate::retention::{self, RetentionReport};
-use crate::segment::Segment;
+use crate::segment::{now_nanos, Segment};
 use crate::{Error, Position, Result};
 
 /// An open log.
@@ -79,17 +78,6 @@ fn current_boot() -> std::io::Result<BootId> {
         return Ok(boot);
     }
     BootId::current()
-}
-
-/// The creation time written into a new segment's header.
-fn now_nanos() -> u64 {
-    #[cfg(feature = "unstable-internals")]
-    if let Some((nanos, _)) = crate::internals::pinned() {
-        return nanos;
-    }
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The index of the segment after `seg`.
@@ -328,11 +316,43 @@ impl Store {
         let Some(&first) = bases.first() else {
             return;
         };
+        // The newest segment this process appends to, if retention deleted
+        // it (it was sealed, and another process appends further on): let
+        // go of it for the newest that exists.
+        if self.active.lock().base() < first {
+            if let Some(&last) = bases.last() {
+                if let Ok(Some(seg)) = self.segment(last) {
+                    let mut active = self.active.lock();
+                    if active.base() < seg.base() {
+                        *active = seg;
+                    }
+                }
+            }
+        }
         if self.oldest.lock().base() == first {
             return;
         }
         if let Ok(Some(seg)) = self.segment(first) {
             *self.oldest.lock() = seg;
+        }
+    }
+
+    /// Checks that the segment appenders use is still linked in the
+    /// directory (another program may have removed it). One that retention
+    /// deleted, in any process, while a newer segment exists is not an
+    /// error: this process moves on to the newest.
+    pub(crate) fn check_active(&self) -> Result<()> {
+        let active = self.active();
+        match active.check_linked() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let bases = self.dir.segments()?;
+                if bases.first().is_some_and(|&first| first > active.base()) {
+                    self.refresh_oldest();
+                    return Ok(());
+                }
+                Err(e)
+            }
         }
     }
 
@@ -342,18 +362,27 @@ impl Store {
         &self,
         retention: Retention,
         dry_run: bool,
+        wait: retention::Wait,
     ) -> Result<RetentionReport> {
-        let floor = self.retention_floor()?;
         let report = retention::apply(
             &self.dir,
             self.opts.file_mode,
             retention,
             |b| self.segment(b),
-            floor,
+            || self.retention_floor(),
             dry_run,
+            wait,
         )?;
         self.refresh_oldest();
         Ok(report)
+    }
+
+    /// Holds off retention (a shared `retention.lock`) while a consumer or
+    /// a group stores a position: retention reads the slowest consumer
+    /// under the exclusive lock, so it sees the position, or the position
+    /// is chosen after its deletions.
+    pub(crate) fn hold_off_retention(&self) -> Result<File> {
+        liveness::lock_shared(&self.dir, liveness::RETENTION_LOCK, self.opts.file_mode)
     }
 
     /// What recovery did at open.
@@ -429,13 +458,34 @@ impl Store {
     pub(crate) fn next_for_appender(&self, cur: &Segment) -> Result<Arc<Segment>> {
         let base = cur.next_base();
         let mut active = self.active.lock();
-        if active.base() >= base {
-            if active.base() == base {
-                return Ok(Arc::clone(&active));
+        if active.base() == base {
+            return Ok(Arc::clone(&active));
+        }
+        // Made already, by another appender or process.
+        if let Some(seg) = self.segment(base)? {
+            if seg.base() > active.base() {
+                *active = Arc::clone(&seg);
             }
-            if let Some(seg) = self.segment(base)? {
-                return Ok(seg);
+            return Ok(seg);
+        }
+        // A segment another program removed or replaced while this process
+        // appended to it: its records are lost to the log, and a successor
+        // would follow a file nobody can open. Unless retention deleted it
+        // and its successor too (an idle appender of a busy log): then the
+        // appends go on in the newest segment.
+        if let Err(e) = cur.check_linked() {
+            let bases = self.dir.segments()?;
+            let newest = match bases.last() {
+                Some(&last) if bases[0] > cur.base() => self.segment(last)?,
+                _ => None,
+            };
+            let Some(seg) = newest else {
+                return Err(e);
+            };
+            if seg.base() > active.base() {
+                *active = Arc::clone(&seg);
             }
+            return Ok(seg);
         }
         let header = SegmentHeader::new(
             self.opts.segment_capacity,
@@ -443,10 +493,6 @@ impl Store {
             successor_index(cur)?,
             now_nanos(),
         );
-        // A segment another program removed or replaced while this process
-        // appended to it: its records are lost to the log, and a successor
-        // would follow a file nobody can open.
-        cur.check_linked()?;
         let seg = Arc::new(Segment::create(
             &self.dir,
             header,
@@ -465,12 +511,17 @@ impl Store {
         drop(active);
         // Readers parked at the end of `cur` wait for this segment.
         cur.shared().wake_all();
-        // Retention runs at every rollover. Its failure must not fail the
-        // append that rolled over: `Log::apply_retention` reports it.
-        if self.opts.retention.is_limited() {
-            let _ = self.apply_retention(self.opts.retention, false);
-        }
         Ok(seg)
+    }
+
+    /// Retention at a rollover, once the segment left behind is sealed:
+    /// skipped if another process is applying retention (the appender must
+    /// not wait). Its failure must not fail the append that rolled over:
+    /// `Log::apply_retention` reports it.
+    pub(crate) fn retain_at_rollover(&self) {
+        if self.opts.retention.is_limited() {
+            let _ = self.apply_retention(self.opts.retention, false, retention::Wait::No);
+        }
     }
 
     /// The cursor table, opened once; created if `create` and missing,

@@ -15,7 +15,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::dir::{Access, LogDir};
 use crate::format::table::{check_header, encode_header, Geometry, HeaderFault};
-use crate::sys::calls::{self, wall_ns_coarse};
+use crate::sys::calls;
 use crate::sys::map::Mapping;
 use crate::{Error, Result};
 
@@ -30,6 +30,8 @@ pub(crate) struct TableFile {
     /// excludes other processes; it does not exclude threads sharing
     /// `file`'s description).
     local: Mutex<()>,
+    /// The last sync of this handle failed (see [`sync`](Self::sync)).
+    sync_failed: std::sync::atomic::AtomicBool,
 }
 
 /// Holds the table lock while alive.
@@ -70,7 +72,7 @@ impl TableFile {
             Some(f) => f,
             None if !create => return Ok(None),
             None => {
-                let tmp = format!(".{name}.{}.{}.tmp", std::process::id(), wall_ns_coarse());
+                let tmp = crate::dir::temp_name(name);
                 let built = (|| {
                     let f = dir.create_file(&tmp, Access::CreateNew(mode), "create table")?;
                     calls::allocate(&f, 0, geometry.file_len())
@@ -104,6 +106,11 @@ impl TableFile {
         if len < geometry.file_len() {
             return Err(corrupt(HeaderFault::Truncated));
         }
+        // A table copied sparse (or made by another program) has holes: a
+        // store into one on a full disk would raise SIGBUS. Its blocks are
+        // reserved now (a no-op for a table this crate made).
+        calls::allocate(&file, 0, geometry.file_len())
+            .map_err(|e| Error::io("allocate table", path.clone(), e))?;
         let map = Mapping::new(&file, geometry.file_len(), true)
             .map_err(|e| Error::io("map table", path.clone(), e))?;
         Ok(Some(TableFile {
@@ -112,6 +119,7 @@ impl TableFile {
             file,
             map,
             local: Mutex::new(()),
+            sync_failed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -132,10 +140,37 @@ impl TableFile {
     }
 
     /// Writes the table's dirty pages to stable storage (`msync(MS_SYNC)`).
+    ///
+    /// After a failed sync Linux may mark the pages clean without writing
+    /// them, and report the error only once: every page is made dirty
+    /// again (an atomic `fetch_or(0)` on its first word: the table is only
+    /// ever accessed through atomics, so this cannot race with anything)
+    /// and synced once more; while that keeps failing, every later sync of
+    /// this handle does the same first.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.map
-            .flush_range(0, self.map.len())
-            .map_err(|e| Error::io("msync table", self.path(), e))
+        if self.sync_failed.load(Ordering::Acquire) {
+            self.redirty();
+        }
+        let first = self.map.flush_range(0, self.map.len());
+        let result = match first {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.redirty();
+                self.map.flush_range(0, self.map.len())
+            }
+        };
+        self.sync_failed.store(result.is_err(), Ordering::Release);
+        result.map_err(|e| Error::io("msync table", self.path(), e))
+    }
+
+    fn redirty(&self) {
+        let mut off = 0;
+        while off < self.map.len() as u64 {
+            if let Some(w) = self.word(off) {
+                w.fetch_or(0, Ordering::Relaxed);
+            }
+            off += crate::format::PAGE;
+        }
     }
 
     /// The word at `off` (0 outside the file, which callers' offsets never
@@ -177,6 +212,20 @@ impl TableFile {
         let file = dir
             .open_file(self.name, Access::Write, "open table")?
             .ok_or_else(|| Error::io("open table", self.path(), io::ErrorKind::NotFound.into()))?;
+        // Opened by name: it must still be the file this table maps, or the
+        // hold would be on a file nobody probes.
+        let same = |f: &File| {
+            use std::os::unix::fs::MetadataExt as _;
+            f.metadata().map(|m| (m.dev(), m.ino()))
+        };
+        let stat = |e| Error::io("stat table", self.path(), e);
+        if same(&file).map_err(stat)? != same(&self.file).map_err(stat)? {
+            return Err(Error::io(
+                "open table",
+                self.path(),
+                io::Error::other("the table file was replaced while in use"),
+            ));
+        }
         let held = calls::ofd_lock(&file, start, len, false)
             .map_err(|e| Error::io("lock table range", self.path(), e))?;
         Ok(held.then_some(Hold { _file: file }))

@@ -8,18 +8,7 @@ use std::time::{Duration, Instant};
 use common::{arg, arg_u64, hear, note, role, say, spawn};
 use tidelog::{Durability, Error, Log, Options};
 
-fn options(d: Durability) -> Options {
-    Options::new()
-        .segment_capacity(1 << 20)
-        .grow_step(64 << 10)
-        .durability(d)
-}
-
-fn record(p: u64, i: u64) -> Vec<u8> {
-    let mut r = format!("p{p} i{i} ").into_bytes();
-    r.resize(40 + (i % 50) as usize, b'a' + (i % 26) as u8);
-    r
-}
+use common::{durability_options as options, tagged_record as record};
 
 #[test]
 fn buffered_syncs_only_when_asked() {
@@ -123,7 +112,7 @@ fn durability_child() {
 }
 
 #[test]
-fn every_append_across_processes_shares_syncs_and_loses_nothing() {
+fn every_append_across_processes_is_durable_on_return_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_owned();
     let (procs, n) = (4u64, 300u64);
@@ -219,4 +208,57 @@ fn a_full_segment_left_unsealed_does_not_stall_syncs() {
         second.durable_position().unwrap(),
         second.end_position().unwrap()
     );
+}
+
+#[test]
+fn a_reservation_past_the_end_of_the_file_does_not_stall_a_sync() {
+    use std::os::unix::fs::FileExt as _;
+    // As if an appender had reserved and died (or met a full disk) before
+    // growing the file over its reservation: the tail runs past the file.
+    let dir = tempfile::tempdir().unwrap();
+    let log = options(Durability::Buffered)
+        .unblock_timeout(Duration::from_millis(50))
+        .open(dir.path())
+        .unwrap();
+    let mut a = log.appender().unwrap();
+    for i in 0..10 {
+        a.append(&record(0, i)).unwrap();
+    }
+    let info = log.segments().unwrap()[0].clone();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&info.path)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    // The space up to the file's end is a padding frame (as an unblocker
+    // or an abandoned reservation leaves it), so that the hole starts
+    // exactly where the file ends.
+    let tail = info.used;
+    let pad = tidelog::format::frame::padding_word(info.base.get() + tail, (len - tail - 8) as u32);
+    f.write_all_at(&pad.to_le_bytes(), tail).unwrap();
+    f.write_all_at(&(len + 64).to_le_bytes(), 128).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dir.path().to_owned();
+    std::thread::spawn(move || {
+        let log = options(Durability::Buffered)
+            .unblock_timeout(Duration::from_millis(50))
+            .open(&d)
+            .unwrap();
+        tx.send(log.sync().map(|p| p.get())).unwrap();
+    });
+    let synced = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a sync stalled at a reservation past the end of the file")
+        .unwrap();
+    assert!(synced >= len + 64);
+    // The hole became padding: the next record follows it and reads back.
+    let at = a.append(&record(0, 10)).unwrap();
+    let mut r = log.reader();
+    let mut n = 0;
+    while let Some(rec) = r.try_next().unwrap() {
+        assert_eq!(&*rec, &record(0, n)[..]);
+        n += 1;
+    }
+    assert_eq!(n, 11);
+    assert!(at.get() >= len + 64);
 }

@@ -62,7 +62,6 @@ fn child() {
     let mut member = log.group_member_with("work", group_options()).unwrap();
     let hold = arg_u64("HOLD") as usize;
     let pause_at = arg_u64("PAUSE_AT");
-    let pause = Duration::from_millis(arg_u64("PAUSE_MS"));
     let poison = arg_u64("POISON");
     say("joined");
     let mut rounds = 0;
@@ -97,8 +96,10 @@ fn child() {
         rounds += 1;
         say(format!("holding {}", describe(&seen)));
         if rounds == pause_at {
-            // The parent kills or stops this process meanwhile.
-            std::thread::sleep(pause);
+            // The parent kills this process, or stops it and, once it lets
+            // it go on, tells it to ack: the stop always comes first.
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).unwrap();
         }
         for (b, s) in held.into_iter().zip(seen) {
             let what = describe(&[s]);
@@ -137,6 +138,15 @@ fn start_worker(
         let _ = tx.send((id, None));
     });
     Worker { child }
+}
+
+/// Lets a stopped worker run again and tells it to go on.
+fn resume(w: &mut Worker) {
+    use std::io::Write as _;
+    signal(w, "CONT");
+    let stdin = w.child.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
 }
 
 /// Sends `sig` (a name such as "STOP") to a worker, with kill(1): the
@@ -196,24 +206,27 @@ fn three_workers_share_200k_records_through_a_kill_and_a_stop() {
     let dir = tmp.path().join("log");
     let n = 200_000;
     filled(&dir, n);
-    let visibility = Duration::from_millis(300);
+    // Long enough that a busy machine does not make the running workers
+    // overrun it.
+    let visibility = Duration::from_millis(1000);
     let (tx, rx) = mpsc::channel();
-    let common = |pause_at: u64, pause_ms: u64| {
+    let common = |pause_at: u64| {
         vec![
             ("VISIBILITY_MS", visibility.as_millis().to_string()),
             ("HOLD", "2".to_owned()),
             ("PAUSE_AT", pause_at.to_string()),
-            ("PAUSE_MS", pause_ms.to_string()),
             ("POISON", u64::MAX.to_string()),
         ]
     };
     // Worker 0 is killed in its 100th round, holding two batches; worker
-    // 1 is stopped in its 150th (of some 500 each), for four visibility timeouts (it pauses
-    // there for less than that, so that the stop comes before it acks).
+    // 1 is stopped in its 150th (of some 500 each), for four visibility
+    // timeouts. Both wait there for a line from the parent before they
+    // ack, so that the kill and the stop come first however slow the
+    // machine; worker 1 gets its line once it runs again.
     let mut workers = vec![
-        start_worker(&dir, 0, &common(100, 60_000), &tx),
-        start_worker(&dir, 1, &common(150, 250), &tx),
-        start_worker(&dir, 2, &common(0, 0), &tx),
+        start_worker(&dir, 0, &common(100), &tx),
+        start_worker(&dir, 1, &common(150), &tx),
+        start_worker(&dir, 2, &common(0), &tx),
     ];
     let mut acks = Acks::new(n);
     let mut rounds = [0u64; 3];
@@ -230,7 +243,7 @@ fn three_workers_share_200k_records_through_a_kill_and_a_stop() {
         );
         if let Some(t) = stopped_until {
             if Instant::now() >= t {
-                signal(&workers[1], "CONT");
+                resume(&mut workers[1]);
                 stopped_until = None;
             }
         }
@@ -270,7 +283,7 @@ fn three_workers_share_200k_records_through_a_kill_and_a_stop() {
     while lost.len() < stopped_held.len() && Instant::now() < until {
         if let Some(t) = stopped_until {
             if Instant::now() >= t {
-                signal(&workers[1], "CONT");
+                resume(&mut workers[1]);
                 stopped_until = None;
             }
         }
@@ -332,7 +345,6 @@ fn a_poison_record_that_kills_its_workers_ends_in_the_dead_letters() {
         ("VISIBILITY_MS", "30000".to_owned()),
         ("HOLD", "1".to_owned()),
         ("PAUSE_AT", "0".to_owned()),
-        ("PAUSE_MS", "0".to_owned()),
         ("POISON", poison.to_string()),
     ];
     let (tx, rx) = mpsc::channel();

@@ -200,13 +200,27 @@ fn an_overdue_batch_is_handed_on_and_its_late_ack_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let log = options().open(tmp.path()).unwrap();
     fill(&log, 0, 4);
-    let opts = GroupOptions::new().visibility_timeout(Duration::from_millis(30));
+    // Long enough that the check "not overdue yet" holds on a busy
+    // machine.
+    let visibility = Duration::from_millis(500);
+    let opts = GroupOptions::new().visibility_timeout(visibility);
     let mut slow = log.group_member_with("g", opts).unwrap();
     let mut other = log.group_member_with("g", opts).unwrap();
+    let claimed = std::time::Instant::now();
     let batch = slow.claim().unwrap().unwrap();
-    assert!(other.claim().unwrap().is_none(), "not overdue yet");
-    std::thread::sleep(Duration::from_millis(80));
+    let early = other.claim().unwrap();
+    if claimed.elapsed() < visibility {
+        assert!(early.is_none(), "not overdue yet");
+    }
+    std::thread::sleep(visibility + Duration::from_millis(100));
     let mut seen = Vec::new();
+    if let Some(mut b) = early {
+        // Only on a machine so slow that the batch was overdue already.
+        while let Some(r) = other.next_record(&mut b).unwrap() {
+            seen.push(index_of(&r));
+        }
+        other.ack(b).unwrap();
+    }
     while let Some(mut b) = other.claim_timeout(Duration::from_millis(50)).unwrap() {
         assert!(b.is_redelivery());
         while let Some(r) = other.next_record(&mut b).unwrap() {
@@ -410,4 +424,65 @@ fn a_damaged_record_is_reported_then_dead_lettered_and_the_group_goes_on() {
         log.groups().unwrap()[0].watermark,
         log.end_position().unwrap()
     );
+}
+
+#[test]
+fn a_batch_ends_at_its_last_record_not_in_the_next_segment() {
+    // The segment after a batch's last record exists, but its first
+    // record is not published when the batch is claimed: it is published
+    // while the batch is being read, and must come in the next batch,
+    // not in this one as well.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = options().open(tmp.path()).unwrap();
+    let mut m = log
+        .group_member_with("work", GroupOptions::new().batch(100_000))
+        .unwrap();
+    let mut a = log.appender().unwrap();
+    let mut i = 0;
+    let held = loop {
+        let rec = record(i);
+        let mut r = a.reserve(rec.len()).unwrap();
+        r.copy_from_slice(&rec);
+        if log.segments().unwrap().len() == 2 {
+            break r;
+        }
+        r.commit().unwrap();
+        i += 1;
+    };
+    let mut batch = m.claim().unwrap().unwrap();
+    assert_eq!(batch.len(), i as usize);
+    held.commit().unwrap();
+    let mut seen = Vec::new();
+    while let Some(r) = m.next_record(&mut batch).unwrap() {
+        seen.push(index_of(&r));
+    }
+    m.ack(batch).unwrap();
+    assert!(
+        seen == (0..i).collect::<Vec<_>>(),
+        "the batch held {} records (the last {:?}), not the {i} before the next segment",
+        seen.len(),
+        seen.last()
+    );
+    assert_eq!(drain(&mut m), vec![i]);
+}
+
+#[test]
+fn a_batch_is_settled_only_by_the_member_that_claimed_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = options().open(tmp.path()).unwrap();
+    fill(&log, 0, 10);
+    let opts = GroupOptions::new().batch(4);
+    let mut a = log.group_member_with("a", opts).unwrap();
+    let mut b = log.group_member_with("b", opts).unwrap();
+    let from_a = a.claim().unwrap().unwrap();
+    let from_b = b.claim().unwrap().unwrap();
+    // Same slot and generation in each group's table block: only the
+    // owner may settle it.
+    assert!(matches!(b.ack(from_a), Err(Error::ClaimLost { .. })));
+    b.ack(from_b).unwrap();
+    // `a`'s batch went back to `a` unacknowledged: all ten come to `a`.
+    let mut seen = drain(&mut a);
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    assert_eq!(drain(&mut b), (4..10).collect::<Vec<_>>());
 }

@@ -360,3 +360,38 @@ fn long_lived_producer_and_consumer_let_go_of_deleted_segments() {
         "producer maps {pp}, consumer {cp} deleted segments"
     );
 }
+
+#[test]
+fn an_idle_writer_whose_segments_were_retired_elsewhere_goes_on() {
+    // Two handles are two stores: nothing is shared but the files, as
+    // between processes. `idle` opens the log and waits while `busy`
+    // appends and retires the segment `idle` would append to.
+    let dir = tempfile::tempdir().unwrap();
+    let idle = options().open(dir.path()).unwrap();
+    let mut idle_appender = idle.appender().unwrap();
+    idle_appender.append(&record(0)).unwrap();
+    let busy = options()
+        .retention(
+            Retention::new()
+                .max_bytes(3 * CAPACITY)
+                .past_consumers(true),
+        )
+        .open(dir.path())
+        .unwrap();
+    let mut a = busy.appender().unwrap();
+    let mut i = 1;
+    while busy.segments().unwrap()[0].index < 3 {
+        a.append(&record(i)).unwrap();
+        i += 1;
+    }
+    // Its newest segment is gone: syncing and appending still work, in
+    // the newest segment that exists.
+    idle.sync().unwrap();
+    let at = idle_appender.append(&record(i)).unwrap();
+    idle.sync().unwrap();
+    let mut r = busy.reader_at(at).unwrap();
+    assert_eq!(index_of(&r.try_next().unwrap().unwrap()), i);
+    // A new appender of the idle handle starts in the newest segment too.
+    let at2 = idle.appender().unwrap().append(&record(i + 1)).unwrap();
+    assert!(at2 > at);
+}

@@ -3,22 +3,13 @@
 //! stops appends while it lasts. A test binary of its own: the failure
 //! hook is process-wide.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use tidelog::{Durability, Error, Options};
+use tidelog::{Durability, Error};
 
-fn options(d: Durability) -> Options {
-    Options::new()
-        .segment_capacity(1 << 20)
-        .grow_step(64 << 10)
-        .durability(d)
-}
-
-fn record(p: u64, i: u64) -> Vec<u8> {
-    let mut r = format!("p{p} i{i} ").into_bytes();
-    r.resize(40 + (i % 50) as usize, b'a' + (i % 26) as u8);
-    r
-}
+use common::{durability_options as options, tagged_record as record};
 
 #[test]
 fn a_failed_sync_fails_every_waiter_and_is_never_reported_as_a_success_later() {
@@ -36,12 +27,29 @@ fn a_failed_sync_fails_every_waiter_and_is_never_reported_as_a_success_later() {
     // try and its retry after making the pages dirty again, then every
     // later leader's), as on a disk that returns EIO.
     tidelog::internals::fail_syncs(u32::MAX);
+    // A slow disk: the four threads below all arrive while the first
+    // leads.
+    tidelog::internals::slow_syncs(Duration::from_millis(400));
+    let failed_before = tidelog::internals::failed_syncs();
     // Several threads sync at once: one leads, the others wait for it, and
     // every one of them hears that it failed.
+    let go = std::sync::Barrier::new(4);
     let results: Vec<_> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| log.sync())).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    go.wait();
+                    log.sync()
+                })
+            })
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    tidelog::internals::slow_syncs(Duration::ZERO);
+    // One leader tried twice (the second time after making the pages
+    // dirty again); the three others waited for it and heard its failure
+    // instead of leading syncs of their own.
+    assert_eq!(tidelog::internals::failed_syncs() - failed_before, 2);
     for r in &results {
         match r {
             Err(Error::SyncFailed { errno, durable, .. }) => {

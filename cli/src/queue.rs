@@ -70,10 +70,7 @@ fn to_json(list: &[ConsumerInfo]) -> serde_json::Value {
                     "committed": c.committed.get(),
                     "lag_records": c.lag_records,
                     "lag_bytes": c.lag_bytes,
-                    "last_commit_unix_ns": c
-                        .last_commit
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos() as u64),
+                    "last_commit_unix_ns": unix_ns(c.last_commit),
                     "active": c.active,
                 })
             })
@@ -225,12 +222,22 @@ pub(crate) fn print_groups(log: &Log, json: bool) -> Result<()> {
 
 fn print_dead_letters(log: &Log, name: &str, json: bool) -> Result<()> {
     let dead = log.dead_letters(name)?;
-    // The records, when retention has not deleted them yet.
-    let payload = |p: Position| -> Option<String> {
-        let mut r = log.reader_at(p).ok()?;
-        let rec = r.try_next().ok()??;
-        Some(rec.escape_ascii().to_string())
+    // The records, or why they cannot be shown: deleted by retention, or
+    // damaged (a damaged record is dead-lettered too).
+    let payload = |p: Position| -> std::result::Result<String, String> {
+        let mut r = log.reader_at(p).map_err(|e| why_not(&e))?;
+        match r.try_next() {
+            Ok(Some(rec)) => Ok(rec.escape_ascii().to_string()),
+            Ok(None) => Err("(not published)".into()),
+            Err(e) => Err(why_not(&e)),
+        }
     };
+    fn why_not(e: &tidelog::Error) -> String {
+        match e {
+            tidelog::Error::Retired { .. } => "(deleted by retention)".into(),
+            e => format!("(unreadable: {e})"),
+        }
+    }
     if json {
         let list: Vec<_> = dead
             .iter()
@@ -240,7 +247,8 @@ fn print_dead_letters(log: &Log, name: &str, json: bool) -> Result<()> {
                     "end": d.end.get(),
                     "deliveries": d.deliveries,
                     "at_unix_ns": unix_ns(d.at),
-                    "record": payload(d.position),
+                    "record": payload(d.position).ok(),
+                    "unreadable": payload(d.position).err(),
                 })
             })
             .collect();
@@ -261,7 +269,7 @@ fn print_dead_letters(log: &Log, name: &str, json: bool) -> Result<()> {
             d.position,
             d.deliveries,
             ago(d.at),
-            payload(d.position).unwrap_or_else(|| "(deleted by retention)".into())
+            payload(d.position).unwrap_or_else(|why| why)
         );
     }
     Ok(())
@@ -447,12 +455,17 @@ pub fn parse_age(s: &str) -> Result<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| format!("not an age: {s:?}"))?;
+    let secs = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("age too large: {s:?}"))
+    };
     Ok(match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
+        "m" => secs(60)?,
+        "h" => secs(3600)?,
+        "d" => secs(86_400)?,
         u => return Err(format!("unknown age unit {u:?} in {s:?}").into()),
     })
 }
@@ -486,7 +499,13 @@ pub fn trim(args: TrimArgs) -> Result<ExitCode> {
         report.oldest
     );
     if let Some(name) = report.held_back_by {
-        println!("held back by consumer {name:?}, which has not read further");
+        // `name` is a consumer's name, or `group NAME` for a group.
+        let who = if name.starts_with("group ") {
+            name
+        } else {
+            format!("consumer {name:?}")
+        };
+        println!("held back by {who}, which has not read further");
     }
     Ok(ExitCode::SUCCESS)
 }

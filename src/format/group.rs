@@ -174,6 +174,12 @@ pub fn check_claim(word: u64) -> Result<(u64, u64, u64), GroupDefect> {
     if state > CLAIM_UPDATING || (owner >= u64::from(MEMBERS) && owner != NO_OWNER) {
         return Err(GroupDefect::ClaimWord);
     }
+    // Without an owner a claim is free or an orphan waiting to be taken:
+    // one filling, pending or updating for nobody would hold the
+    // watermark back for ever.
+    if owner == NO_OWNER && state != CLAIM_FREE && state != CLAIM_CLAIMED {
+        return Err(GroupDefect::ClaimWord);
+    }
     Ok((g, owner, state))
 }
 

@@ -101,19 +101,24 @@ pub(crate) fn allocate(file: &File, from: u64, len: u64) -> io::Result<()> {
 /// of a scheduler tick), for timeouts of many milliseconds checked on every
 /// poll of a spinning reader.
 pub(crate) fn now_ns(precise: bool) -> u64 {
-    let clock = if precise {
+    clock_ns(if precise {
         libc::CLOCK_MONOTONIC
     } else {
         libc::CLOCK_MONOTONIC_COARSE
-    };
+    })
+}
+
+/// Nanoseconds on `clock`.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the
-    // call; both clocks exist on every Linux this builds for, so the call
-    // cannot fail (and on failure `ts` stays zero, which only delays an
-    // unblock).
+    // call; the clocks asked for here (monotonic and real-time, precise or
+    // coarse) exist on every Linux this builds for, so the call does not
+    // fail. If it did, `ts` would stay zero: a timeout would start late, a
+    // claim would look fresh, a timestamp would read 1970; nothing unsafe.
     unsafe {
         libc::clock_gettime(clock, &mut ts);
     }
@@ -208,17 +213,7 @@ fn component(name: &str) -> io::Result<std::ffi::CString> {
 /// nanoseconds through the vDSO, resolution of a scheduler tick): for
 /// timestamps people read, such as the time of a consumer's last commit.
 pub(crate) fn wall_ns_coarse() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the
-    // call; the clock exists on every Linux this builds for (on failure `ts`
-    // stays zero, which only makes the timestamp read 1970).
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts);
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_REALTIME_COARSE)
 }
 
 /// Takes an exclusive open-file-description lock (`F_OFD_SETLK`, or
@@ -277,18 +272,7 @@ pub(crate) fn ofd_probe(file: &File, start: u64, len: u64) -> io::Result<bool> {
 /// process of a boot, so a time stored in shared memory by one process can
 /// be compared with another's now.
 pub(crate) fn mono_ns_coarse() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the
-    // call; the clock exists on every Linux this builds for (on failure `ts`
-    // stays zero: every claim then looks fresh, and liveness still moves a
-    // dead member's claims).
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts);
-    }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+    now_ns(false)
 }
 
 fn ofd(file: &File, kind: libc::c_int, start: u64, len: u64, wait: bool) -> io::Result<bool> {

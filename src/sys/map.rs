@@ -545,26 +545,6 @@ impl<'a> Writable<'a> {
         zeroed
     }
 
-    /// Makes every page of `start..end` dirty again, so that the next
-    /// `msync` writes it: after a failed sync the kernel may have marked
-    /// those pages clean without writing them. One atomic read-modify-write
-    /// that changes nothing (`fetch_or(0)`) on the first word of each page
-    /// is a store, so it takes the write fault that marks the page dirty.
-    /// The range must lie inside the file (a page past its end would raise
-    /// `SIGBUS`) and hold only complete frames (published data, padding,
-    /// end) or header words: nothing there is written any more except
-    /// through atomics, so the no-op cannot race with a plain store.
-    pub(crate) fn redirty(self, start: usize, end: usize) {
-        let page = crate::format::PAGE as usize;
-        let mut off = start & !(page - 1);
-        while off < end {
-            if let Some(w) = self.map.word(off) {
-                w.fetch_or(0, Ordering::Relaxed);
-            }
-            off += page;
-        }
-    }
-
     /// Pre-faults `off..off + len` for writing (`MADV_POPULATE_WRITE`), so
     /// that appends there do not take page faults. The range must lie inside
     /// the file.

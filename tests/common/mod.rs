@@ -297,3 +297,20 @@ pub fn spawn_restarted(
     }
     cmd.spawn().expect("spawn child test process")
 }
+
+/// Options of the durability tests: small segments, small growth steps,
+/// the policy `d`.
+pub fn durability_options(d: tidelog::Durability) -> tidelog::Options {
+    tidelog::Options::new()
+        .segment_capacity(1 << 20)
+        .grow_step(64 << 10)
+        .durability(d)
+}
+
+/// Record `i` of producer `p`: its text form `p{p} i{i} `, then filler,
+/// 40 to 89 bytes long.
+pub fn tagged_record(p: u64, i: u64) -> Vec<u8> {
+    let mut r = format!("p{p} i{i} ").into_bytes();
+    r.resize(40 + (i % 50) as usize, b'a' + (i % 26) as u8);
+    r
+}

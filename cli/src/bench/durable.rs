@@ -88,6 +88,10 @@ pub fn worker(args: DurableWorkerArgs) -> Result<ExitCode> {
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
+    if line.trim() != "go" {
+        // The parent went away (end of input) or said something else.
+        return Err("bench-durable-worker: no go from the parent".into());
+    }
     let timer = {
         let stop = Arc::clone(&stop);
         let d = Duration::from_secs_f64(args.seconds);
@@ -103,6 +107,47 @@ pub fn worker(args: DurableWorkerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs `f` on `threads` threads started together, for `seconds`, then
+/// tells them to stop (the flag `f` watches) and sums what they return:
+/// the one clock both the library runs and the baseline are timed by.
+fn timed_threads<F>(threads: usize, seconds: f64, f: F) -> Result<u64>
+where
+    F: Fn(&AtomicBool) -> std::result::Result<u64, String> + Sync,
+{
+    let stop = AtomicBool::new(false);
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| -> Result<u64> {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    f(&stop)
+                })
+            })
+            .collect();
+        barrier.wait();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for h in hs {
+            total += h.join().map_err(|_| "a benchmark thread panicked")??;
+        }
+        Ok(total)
+    })
+}
+
+/// The worker processes of one run, killed if the run fails part way.
+struct Workers(Vec<(std::process::Child, BufReader<std::process::ChildStdout>)>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// One run: `appenders` threads (or processes) under `policy` for
 /// `seconds`; acknowledgements per second.
 fn run_log(
@@ -116,7 +161,7 @@ fn run_log(
 ) -> Result<f64> {
     let _ = std::fs::remove_dir_all(dir);
     if processes {
-        let mut children = Vec::new();
+        let mut workers = Workers(Vec::new());
         for _ in 0..appenders {
             let mut c = Command::new(std::env::current_exe()?)
                 .arg("bench-durable-worker")
@@ -130,19 +175,20 @@ fn run_log(
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()?;
-            let mut out = BufReader::new(c.stdout.take().ok_or("no stdout")?);
+            let out = BufReader::new(c.stdout.take().ok_or("no stdout")?);
+            workers.0.push((c, out));
+            let (_, out) = workers.0.last_mut().ok_or("no worker")?;
             let mut line = String::new();
             out.read_line(&mut line)?;
             if line.trim() != "ready" {
                 return Err("a durability worker did not get ready".into());
             }
-            children.push((c, out));
         }
-        for (c, _) in &mut children {
+        for (c, _) in &mut workers.0 {
             writeln!(c.stdin.as_mut().ok_or("no stdin")?, "go")?;
         }
         let mut total = 0u64;
-        for (mut c, mut out) in children {
+        for (c, out) in &mut workers.0 {
             let mut line = String::new();
             out.read_line(&mut line)?;
             total += line
@@ -156,25 +202,8 @@ fn run_log(
         return Ok(total as f64 / seconds);
     }
     let log = options(policy, segment_mib)?.open(dir)?;
-    let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(appenders + 1);
-    let total = std::thread::scope(|s| -> Result<u64> {
-        let hs: Vec<_> = (0..appenders)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    append_until(&log, size, &stop).map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        barrier.wait();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
-        stop.store(true, Ordering::Relaxed);
-        let mut total = 0;
-        for h in hs {
-            total += h.join().map_err(|_| "an appender panicked")??;
-        }
-        Ok(total)
+    let total = timed_threads(appenders, seconds, |stop| {
+        append_until(&log, size, stop).map_err(|e| e.to_string())
     })?;
     log.close()?;
     Ok(total as f64 / seconds)
@@ -188,33 +217,16 @@ fn run_fdatasync(dir: &Path, threads: usize, size: usize, seconds: f64) -> Resul
     std::fs::create_dir_all(dir)?;
     let file = std::fs::File::create(dir.join("fdatasync.dat"))?;
     let next = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(threads + 1);
-    let total = std::thread::scope(|s| -> Result<u64> {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> std::io::Result<u64> {
-                    let rec = vec![0x5Au8; size];
-                    let mut n = 0;
-                    barrier.wait();
-                    while !stop.load(Ordering::Relaxed) {
-                        let at = next.fetch_add(size as u64, Ordering::Relaxed);
-                        file.write_all_at(&rec, at)?;
-                        file.sync_data()?;
-                        n += 1;
-                    }
-                    Ok(n)
-                })
-            })
-            .collect();
-        barrier.wait();
-        std::thread::sleep(Duration::from_secs_f64(seconds));
-        stop.store(true, Ordering::Relaxed);
-        let mut total = 0;
-        for h in hs {
-            total += h.join().map_err(|_| "a baseline thread panicked")??;
+    let total = timed_threads(threads, seconds, |stop| {
+        let rec = vec![0x5Au8; size];
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let at = next.fetch_add(size as u64, Ordering::Relaxed);
+            file.write_all_at(&rec, at).map_err(|e| e.to_string())?;
+            file.sync_data().map_err(|e| e.to_string())?;
+            n += 1;
         }
-        Ok(total)
+        Ok(n)
     })?;
     Ok(total as f64 / seconds)
 }
@@ -265,6 +277,12 @@ pub fn figures(
             "durability",
             &format!("group commit, 16 {what}: every-append / one fdatasync per append"),
             get(("every-append", processes, 16)) / get(("fdatasync", false, 16)),
+            "x",
+        ));
+        out.push(Figure::new(
+            "durability",
+            &format!("group commit, 16 {what}: every-append / one fdatasync per append, 1 thread"),
+            get(("every-append", processes, 16)) / get(("fdatasync", false, 1)),
             "x",
         ));
         out.push(Figure::new(

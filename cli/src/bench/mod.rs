@@ -621,7 +621,7 @@ fn commit_figures(dir: &Path, segment_mib: u64, size: usize) -> Result<Vec<Figur
 
 fn wants(args: &Args, scenario: &str) -> bool {
     if scenario == "durability" {
-        // Long (19 runs of a second and more) and disk-bound: only on demand.
+        // Long (21 runs of a second and more) and disk-bound: only on demand.
         return args.durability || args.scenario.iter().any(|s| s == scenario);
     }
     if args.durability && args.scenario == ["all"] {
