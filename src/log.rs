@@ -668,6 +668,10 @@ impl Log {
     /// handle has not synced, and only then raises the watermarks. The
     /// consumers' and groups' tables are synced after.
     ///
+    /// On a read-only handle it syncs nothing and returns the durable
+    /// position the writers recorded: a read-only process cannot record a
+    /// failed sync for the others to see.
+    ///
     /// A record survives a process crash as soon as `append` returns; it
     /// survives power loss once a sync that started after it returns `Ok`
     /// (see [`Durability`](crate::Durability) for policies that sync on
