@@ -28,6 +28,7 @@ use std::sync::Arc;
 use crate::error::{FrameDefect, PositionDefect};
 use crate::format::frame;
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
+use crate::owners::OwnerSlot;
 use crate::protocol::Writer;
 use crate::segment::Segment;
 use crate::store::Store;
@@ -86,17 +87,31 @@ pub struct Appender {
     /// so that a clean close does not vouch for the unfinished frame and
     /// the next open recovers it.
     reserving: AtomicBool,
+    /// This appender's slot in the owner table: its liveness, and the
+    /// `busy` word that tells readers it may own a hole (see `owners`).
+    slot: OwnerSlot,
+    /// A log position at or below the start of any reservation this
+    /// appender makes from now on (the end of its last one): what it
+    /// announces in `busy` before reserving.
+    floor: u64,
 }
 
 impl Appender {
-    pub(crate) fn new(log: Arc<Store>) -> Self {
+    pub(crate) fn new(log: Arc<Store>) -> Result<Self> {
+        let owners = log.owners()?.ok_or_else(|| Error::ReadOnly {
+            path: log.dir.path().to_owned(),
+        })?;
+        let slot = owners.take(&log.dir)?;
         let seg = log.active();
-        Self {
+        let floor = seg.base() + HEADER_LEN;
+        Ok(Self {
             log,
             seg,
             covered: 0,
             reserving: AtomicBool::new(false),
-        }
+            slot,
+            floor,
+        })
     }
 
     /// See `reserving`. `self.seg` is still the leaked reservation's
@@ -141,7 +156,7 @@ impl Appender {
         let len = self.check_len(payload.len())?;
         self.before_append()?;
         let flen = frame::frame_len(len);
-        let at = self.claim_loop(flen, |seg, w, off| {
+        let at = self.claimed(flen, |seg, w, off| {
             let mut claim = w.claim(off, len)?;
             claim.payload_mut().copy_from_slice(payload);
             let position = seg.base() + off;
@@ -230,14 +245,16 @@ impl Appender {
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
         self.before_append()?;
-        let (claim, position) = self.claim_loop(frame::frame_len(len32), |seg, _, off| {
+        let claimed = self.claim_loop(frame::frame_len(len32), |seg, _, off| {
             let claim = seg.shared().claim_owned(off, len32)?;
             Some((claim, seg.base() + off))
-        })?;
+        });
+        let (claim, position) = claimed.inspect_err(|_| self.slot.idle())?;
         *self.reserving.get_mut() = true;
         Ok(Reservation {
             log: &self.log,
             seg: &self.seg,
+            slot: &self.slot,
             open: &self.reserving,
             claim: Some(claim),
             position,
@@ -304,7 +321,7 @@ impl Appender {
             }
             let (chunk, tail) = rest.split_at(n);
             let (published, span) =
-                match self.claim_loop(flen, |seg, w, off| publish_batch(seg, w, off, chunk)) {
+                match self.claimed(flen, |seg, w, off| publish_batch(seg, w, off, chunk)) {
                     Ok(done) => done,
                     // The chunk was sized for a segment larger than the one
                     // the appends rolled over into (created with a smaller
@@ -340,6 +357,19 @@ impl Appender {
         Ok(len as u32)
     }
 
+    /// [`claim_loop`](Self::claim_loop) for frames that are all published
+    /// or given up when `body` returns: the appender is idle again after.
+    #[inline]
+    fn claimed<T>(
+        &mut self,
+        flen: u64,
+        body: impl FnMut(&Segment, Writer<'_>, u64) -> Option<T>,
+    ) -> Result<T> {
+        let done = self.claim_loop(flen, body);
+        self.slot.idle();
+        done
+    }
+
     /// The reservation loop shared by `append`, `reserve` and
     /// `append_batch`: reserves `flen` bytes of frames, rolling over and
     /// growing the file as needed, then hands the segment and the offset to
@@ -368,14 +398,21 @@ impl Appender {
                     path: self.log.dir.path().to_owned(),
                 });
             };
+            // Readers must see `busy` at or below this reservation before
+            // they can see the reservation (see `owners`).
+            self.slot.reserving(self.floor);
             let off = w.reserve(flen);
             let end = match off.checked_add(flen) {
                 Some(end) if end <= seg.data_limit() => end,
                 _ => {
                     self.roll_over(off)?;
+                    self.floor = self.floor.max(self.seg.base() + HEADER_LEN);
                     continue;
                 }
             };
+            self.floor = seg.base() + end;
+            #[cfg(feature = "unstable-internals")]
+            crate::internals::after_reserve(seg.base() + off);
             if off < HEADER_LEN || !off.is_multiple_of(FRAME_HEADER_LEN) {
                 // Only a damaged tail word gets here; recovery repairs it.
                 seg.shared().mark_dirty();
@@ -572,6 +609,7 @@ fn publish_batch(
 pub struct Reservation<'a> {
     log: &'a Arc<Store>,
     seg: &'a Segment,
+    slot: &'a OwnerSlot,
     open: &'a AtomicBool,
     claim: Option<Claim<Arc<Mapping>>>,
     position: u64,
@@ -603,7 +641,9 @@ impl Reservation<'_> {
         };
         let word = frame::data_word(self.position, claim.payload());
         let flen = frame::frame_len(claim.payload().len() as u32);
-        match claim.publish(word) {
+        let published = claim.publish(word);
+        self.slot.idle();
+        match published {
             Ok(()) => {
                 self.seg.shared().wake_readers();
                 if self.log.opts.durability == crate::Durability::EveryAppend {
@@ -614,7 +654,7 @@ impl Reservation<'_> {
             Err(void) => {
                 let bytes = void.payload().to_vec();
                 drop(void);
-                Appender::new(Arc::clone(self.log)).append(&bytes)
+                Appender::new(Arc::clone(self.log))?.append(&bytes)
             }
         }
     }
@@ -653,5 +693,6 @@ impl Drop for Reservation<'_> {
                 self.seg.shared().wake_readers();
             }
         }
+        self.slot.idle();
     }
 }

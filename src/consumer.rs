@@ -186,6 +186,12 @@ impl Consumer {
         Ok(rec)
     }
 
+    /// Whether this consumer waits at a record that was reserved but is
+    /// not complete (see [`Reader::stall`]).
+    pub fn stall(&self) -> Option<crate::Stall> {
+        self.reader.stall()
+    }
+
     /// Commits everything read so far: a consumer of this name resumes
     /// after the last record this one returned. Returns the position
     /// committed. Costs two atomic stores: the commit survives the crash

@@ -457,6 +457,12 @@ pub enum Error {
         /// How many consumers a log can have.
         max: u32,
     },
+    /// Every slot of the owner table is taken: the log has as many live
+    /// appenders (in all processes together) as it can track.
+    TooManyAppenders {
+        /// How many appenders a log can have at once.
+        max: u32,
+    },
     /// A consumer name that is empty or longer than 64 bytes.
     InvalidConsumerName {
         /// The name given.
@@ -692,6 +698,10 @@ impl fmt::Display for Error {
             Self::TooManyConsumers { max } => {
                 write!(f, "the log has {max} consumers already, its most")
             }
+            Self::TooManyAppenders { max } => write!(
+                f,
+                "the log has {max} live appenders already, its most (drop appenders that are not in use)"
+            ),
             Self::InvalidConsumerName { name } => write!(
                 f,
                 "consumer name {name:?} must be 1 to 64 bytes of UTF-8"

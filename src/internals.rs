@@ -74,3 +74,43 @@ pub(crate) fn sync_fails() -> bool {
     }
     fails
 }
+
+static PAUSE_AFTER_RESERVE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+static ANNOUNCE: Mutex<Option<fn(u64)>> = Mutex::new(None);
+
+/// From now on, in this process, the next append stops for good right
+/// after its reservation (before it claims its frame): it calls
+/// `announce` with the reservation's position, then sleeps until the
+/// process is killed. For tests of a writer that dies holding an empty
+/// reservation.
+pub fn pause_after_reserve(announce: fn(u64)) {
+    *ANNOUNCE.lock().unwrap_or_else(|e| e.into_inner()) = Some(announce);
+    PAUSE_AFTER_RESERVE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The hook of [`pause_after_reserve`], called by every reservation.
+#[inline]
+pub(crate) fn after_reserve(position: u64) {
+    if PAUSE_AFTER_RESERVE.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(announce) = *ANNOUNCE.lock().unwrap_or_else(|e| e.into_inner()) {
+            announce(position);
+        }
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+static REPAIRS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many holes readers of this process passed over (or padded) because
+/// their owner was found dead, before any unblock timeout.
+pub fn dead_owner_repairs() -> u64 {
+    REPAIRS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Counts one repair for [`dead_owner_repairs`].
+pub(crate) fn count_repair() {
+    REPAIRS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}

@@ -80,6 +80,7 @@ pub mod internals;
 mod liveness;
 mod log;
 mod options;
+mod owners;
 mod position;
 mod protocol;
 mod read;
@@ -103,6 +104,6 @@ pub use options::{
     DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,
 };
 pub use position::Position;
-pub use read::{Reader, Record, WaitStrategy};
+pub use read::{Reader, Record, Stall, StallOwner, WaitStrategy};
 pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;

@@ -151,7 +151,7 @@ impl Log {
         if inner.opts.writer_mode == WriterMode::SingleProcess {
             inner.lock_appends()?;
         }
-        Ok(Appender::new(Arc::clone(inner)))
+        Appender::new(Arc::clone(inner))
     }
 
     /// A reader positioned at the oldest record.

@@ -62,9 +62,12 @@ impl<'a> Writer<'a> {
     /// the publication protocol).
     #[inline]
     pub(crate) fn reserve(self, flen: u64) -> u64 {
+        // Release: the appender's `busy` word (see `owners`) is stored
+        // before, and a reader that sees this reservation in the tail
+        // must see that store.
         self.w
             .header_u64(OFF_TAIL)
-            .fetch_add(flen, Ordering::Relaxed)
+            .fetch_add(flen, Ordering::Release)
     }
 
     /// Claims the frame at `off` for a record of `len` bytes (step 3 of
@@ -484,6 +487,7 @@ impl Shared {
         &self,
         off: u64,
         header: Header,
+        limit: u64,
         mut grow: impl FnMut(u64) -> Result<u64>,
     ) -> Result<bool> {
         let Some(w) = self.w() else {
@@ -504,8 +508,9 @@ impl Shared {
                     .is_ok()
             }
             _ => {
-                // Reservations all lie below the tail.
-                let limit = self.reserved_end();
+                // Reservations all lie below the tail; `limit` keeps the run
+                // off reservations of live appenders (see `owners`).
+                let limit = self.reserved_end().min(limit);
                 let mut covered = 0;
                 let mut q = off;
                 while q + FRAME_HEADER_LEN <= limit {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::{FrameDefect, PositionDefect};
 use crate::format::frame::{self, Header};
 use crate::format::{FRAME_ALIGN, FRAME_HEADER_LEN, HEADER_LEN};
+use crate::owners::Verdict;
 use crate::segment::Segment;
 use crate::store::Store;
 use crate::sys::map::{Slot, SlotError};
@@ -187,6 +188,56 @@ struct Blocked {
     word: u64,
     since: Option<u64>,
     checked_at: Option<u64>,
+    /// When the frame's owner was last judged, and what was found.
+    judged_at: Option<u64>,
+    owner: StallOwner,
+}
+
+/// Judge the owner of an unfinished frame once it has been seen reserved
+/// and unchanged this long: an appender between its reservation and its
+/// publish usually takes well under a microsecond.
+const OWNER_GRACE_NS: u64 = 1_000_000;
+/// Judge it again this often while it stays unfinished.
+const OWNER_RECHECK_NS: u64 = 5_000_000;
+/// A reader of a writable log parked at the tail wakes up this often, to
+/// notice a reservation whose writer died before publishing (nobody wakes
+/// it for that): with [`OWNER_RECHECK_NS`], a dead writer's hole is passed
+/// within about 30 ms.
+const IDLE_RECHECK: Duration = Duration::from_millis(20);
+
+/// A reader waiting at a record that was reserved but is not complete:
+/// see [`Reader::stall`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stall {
+    /// Where the unfinished record is.
+    pub position: Position,
+    /// How long this reader has seen it reserved and unchanged.
+    pub waited: Duration,
+    /// What is known of the appender that reserved it.
+    pub owner: StallOwner,
+}
+
+/// What a stalled reader knows of the appender that reserved the record it
+/// waits at (see [`Stall`]). An owner found dead is never reported: the
+/// reader passes over its hole at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StallOwner {
+    /// Not judged yet: the record has been unfinished for about a
+    /// millisecond or less, as any record briefly is.
+    NotJudged,
+    /// An appender that is alive may own it: a slow writer, a writer
+    /// stopped (`SIGSTOP`, a debugger), or one that leaked a reservation.
+    /// A reader of a log opened for writing pads it over after the unblock
+    /// timeout; a read-only reader waits for such a reader, or for
+    /// recovery.
+    MaybeAlive,
+    /// The log has no owner table (no writer of this version opened it
+    /// since the hole was made) or it cannot be read: the owner's fate is
+    /// unknown, and only the unblock timeout of a writable reader, or
+    /// recovery, gets past the hole.
+    Unknown,
 }
 
 /// The outcome of one step of the reader's state machine.
@@ -707,9 +758,7 @@ impl Reader {
     /// whether anything was padded.
     fn unblock(&mut self, off: u64, header: Header) -> Result<bool> {
         let timeout = self.log.opts.unblock_timeout;
-        if !self.seg.shared().is_writable() {
-            return Ok(false);
-        }
+        let writable = self.seg.shared().is_writable();
         let word = match header {
             Header::InProgress { len } => frame::in_progress_word(len),
             _ => 0,
@@ -726,6 +775,8 @@ impl Reader {
                 word,
                 since: None,
                 checked_at: None,
+                judged_at: None,
+                owner: StallOwner::NotJudged,
             }),
         };
         // The tail word is a contended cache line: look at it at most every
@@ -739,18 +790,47 @@ impl Reader {
         b.checked_at = Some(now);
         // At the tail of an idle log nothing is late: the clock starts only
         // once the frame is seen reserved, so a writer that reserves after a
-        // long quiet spell still gets the whole timeout.
-        if word == 0 && off >= self.seg.shared().reserved_end() {
+        // long quiet spell still gets the whole timeout. The tail loaded
+        // here (Acquire) also bounds what a dead owner's hole may span.
+        let tail = self.seg.shared().reserved_end();
+        if word == 0 && off >= tail {
             b.since = None;
             return Ok(false);
         }
-        match b.since {
+        let since = match b.since {
             None if !timeout.is_zero() => {
-                b.since = Some(now);
+                // The precise clock, read once: the coarse one lags by up
+                // to a tick, and a start read late on it would let a live
+                // writer's frame be padded a little before its timeout.
+                b.since = Some(crate::sys::calls::now_ns(true));
                 return Ok(false);
             }
-            Some(since) if now.saturating_sub(since) < timeout_ns => return Ok(false),
-            _ => {}
+            None => now,
+            Some(since) => since,
+        };
+        let waited = now.saturating_sub(since);
+        if waited >= OWNER_GRACE_NS
+            && b.judged_at
+                .is_none_or(|at| now.saturating_sub(at) >= OWNER_RECHECK_NS)
+        {
+            b.judged_at = Some(now);
+            match self.log.owners() {
+                Ok(Some(owners)) => match owners.judge(key)? {
+                    Verdict::Alive => b.owner = StallOwner::MaybeAlive,
+                    Verdict::Dead { limit } => {
+                        // Act only on the word the judgement was about.
+                        if !self.still(off, word)? {
+                            return Ok(true);
+                        }
+                        let limit = limit.saturating_sub(self.seg.base()).min(tail);
+                        return self.pass_dead(off, header, limit);
+                    }
+                },
+                Ok(None) | Err(_) => b.owner = StallOwner::Unknown,
+            }
+        }
+        if waited < timeout_ns || !writable {
+            return Ok(false);
         }
         self.blocked = None;
         let seg = Arc::clone(&self.seg);
@@ -759,7 +839,109 @@ impl Reader {
         // before growing it): grown as the run goes, so that on a nearly
         // full disk a page is enough to get readers past the hole.
         seg.shared()
-            .unblock(off, header, |end| seg.ensure_len(end, step))
+            .unblock(off, header, u64::MAX, |end| seg.ensure_len(end, step))
+    }
+
+    /// Whether the frame at `off` still holds `word` (for a frame the file
+    /// does not reach, whether it still does not: nothing was claimed
+    /// there).
+    fn still(&mut self, off: u64, word: u64) -> Result<bool> {
+        let end = off + FRAME_HEADER_LEN;
+        if end > self.readable {
+            match self.seg.readable_len(end)? {
+                Some(len) => self.readable = len,
+                None => return Ok(word == 0),
+            }
+        }
+        Ok(self.seg.shared().load_word_seqcst(off) == Some(word))
+    }
+
+    /// Gets past the unfinished frame at `off`, whose owner was found dead:
+    /// a reader of a writable log pads it over by compare-and-swap (as the
+    /// unblocker does, but for an empty frame only up to `limit`, a file
+    /// offset below which no live appender's reservation starts); a
+    /// read-only reader passes over the same bytes by itself, writing
+    /// nothing: the in-progress frame's extent, or the zero words (and
+    /// those past the end of the file) below `limit`. Returns whether the
+    /// reader can move on.
+    fn pass_dead(&mut self, off: u64, header: Header, limit: u64) -> Result<bool> {
+        self.blocked = None;
+        let seg = Arc::clone(&self.seg);
+        let passed = if seg.shared().is_writable() {
+            let step = self.log.opts.grow_step;
+            seg.shared()
+                .unblock(off, header, limit, |end| seg.ensure_len(end, step))?
+        } else {
+            let mut q = off;
+            match header {
+                // Its extent lies below the tail: `unfinished_is_corrupt`.
+                Header::InProgress { len } => q += frame::frame_len(len),
+                _ => {
+                    let limit = limit.min(seg.capacity());
+                    while q + FRAME_HEADER_LEN <= limit {
+                        if q + FRAME_HEADER_LEN > self.readable {
+                            match seg.readable_len(q + FRAME_HEADER_LEN)? {
+                                Some(len) => self.readable = len,
+                                None => {
+                                    // Never written: zero, up to the limit.
+                                    q = limit & !(FRAME_HEADER_LEN - 1);
+                                    break;
+                                }
+                            }
+                        }
+                        if seg.shared().load_word(q) != Some(0) {
+                            break;
+                        }
+                        q += FRAME_HEADER_LEN;
+                    }
+                }
+            }
+            let moved = q > off;
+            if moved {
+                self.off = q;
+            }
+            moved
+        };
+        if passed {
+            #[cfg(feature = "unstable-internals")]
+            crate::internals::count_repair();
+        }
+        Ok(passed)
+    }
+
+    /// Whether this reader is waiting at a record that was reserved but is
+    /// not complete, where, for how long, and what is known of its owner:
+    /// `None` while it is not (it has records to read, or waits at the end
+    /// of the log).
+    ///
+    /// A reserved record is normally complete within microseconds. A hole
+    /// whose appender died is passed over within milliseconds (padded by a
+    /// reader of a writable log, passed over locally by a read-only one).
+    /// What remains is a hole whose owner may be alive (a stopped or slow
+    /// writer) or cannot be judged: readers of writable logs pad it after
+    /// the unblock timeout, but a read-only reader cannot, and waits.
+    /// This is how a read-only consumer tells "nothing new" from "stuck
+    /// behind a hole".
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(dir.path())?;
+    /// let mut reader = log.reader();
+    /// assert!(reader.try_next()?.is_none());
+    /// assert_eq!(reader.stall(), None); // at the end, not stalled
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stall(&self) -> Option<Stall> {
+        let b = self.blocked?;
+        let since = b.since?;
+        let now = crate::sys::calls::now_ns(true);
+        Some(Stall {
+            position: Position::from(b.position),
+            waited: Duration::from_nanos(now.saturating_sub(since)),
+            owner: b.owner,
+        })
     }
 
     /// Moves to the next segment if it exists.
@@ -826,9 +1008,20 @@ impl Reader {
         let sh = seg.shared();
         let registered = sh.is_writable();
         let timeout = if registered {
-            // Wake up in time to unblock a frame whose writer died: no
-            // appender will wake us for it.
-            let unblock = self.log.opts.unblock_timeout.max(Duration::from_millis(1));
+            // Wake up in time to judge (and, past the unblock timeout, pad)
+            // a frame whose writer died: no appender will wake us for it.
+            let blocked = self.blocked.is_some_and(|b| b.since.is_some());
+            let cap = if blocked {
+                Duration::from_nanos(OWNER_RECHECK_NS)
+            } else {
+                IDLE_RECHECK
+            };
+            let unblock = self
+                .log
+                .opts
+                .unblock_timeout
+                .max(Duration::from_millis(1))
+                .min(cap);
             Some(timeout.map_or(unblock, |t| t.min(unblock)))
         } else {
             Some(timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK)))

@@ -21,6 +21,7 @@ use crate::group_table::GroupTable;
 use crate::liveness::{self, Registration};
 use crate::options::Resolved;
 use crate::options::Retention;
+use crate::owners::Owners;
 use crate::recovery::{self, RecoveryReport};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{now_nanos, Segment};
@@ -54,6 +55,8 @@ pub(crate) struct Store {
     /// The cursor table, once a consumer needed it.
     cursors: Mutex<Option<Arc<CursorTable>>>,
     groups: Mutex<Option<Arc<GroupTable>>>,
+    /// The owner table, once an appender or a stuck reader needed it.
+    owners: Mutex<Option<Arc<Owners>>>,
     /// This process's lock file for leading a sync (see `durability`),
     /// opened at the first sync; the mutex elects the leader among this
     /// process's threads.
@@ -154,6 +157,7 @@ impl Store {
             dir_synced: AtomicU64::new(0),
             cursors: Mutex::new(None),
             groups: Mutex::new(None),
+            owners: Mutex::new(None),
             sync_lead: Mutex::new(None),
             durable: AtomicU64::new(0),
             periodic_errno: AtomicI32::new(0),
@@ -540,6 +544,21 @@ impl Store {
         let mut held = self.groups.lock();
         if held.is_none() {
             *held = GroupTable::open(&self.dir, self.opts.file_mode, create)?.map(Arc::new);
+        }
+        Ok(held.clone())
+    }
+
+    /// The owner table, opened once: created by a writable handle if
+    /// missing; `None` for a read-only handle while no writer has made one.
+    pub(crate) fn owners(&self) -> Result<Option<Arc<Owners>>> {
+        let mut held = self.owners.lock();
+        if held.is_none() {
+            *held = if self.writable {
+                Some(Owners::open(&self.dir, self.opts.file_mode)?)
+            } else {
+                Owners::open_read_only(&self.dir)?
+            }
+            .map(Arc::new);
         }
         Ok(held.clone())
     }

@@ -94,6 +94,33 @@ impl TableFile {
                     .ok_or_else(|| Error::io(op, path.clone(), io::ErrorKind::NotFound.into()))?
             }
         };
+        Self::map(dir, name, file, geometry, true, corrupt).map(Some)
+    }
+
+    /// Opens the existing table `name` of the log in `dir` for reading
+    /// only (loads and lock probes; no stores): `Ok(None)` if it does not
+    /// exist.
+    pub(crate) fn open_read_only(
+        dir: &LogDir,
+        name: &'static str,
+        geometry: &Geometry,
+        corrupt: impl Fn(HeaderFault) -> Error,
+    ) -> Result<Option<TableFile>> {
+        match dir.open_file(name, Access::Read, "open table")? {
+            Some(file) => Self::map(dir, name, file, geometry, false, corrupt).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn map(
+        dir: &LogDir,
+        name: &'static str,
+        file: File,
+        geometry: &Geometry,
+        writable: bool,
+        corrupt: impl Fn(HeaderFault) -> Error,
+    ) -> Result<TableFile> {
+        let path = dir.join(name);
         let len = file
             .metadata()
             .map_err(|e| Error::io("stat table", path.clone(), e))?
@@ -106,21 +133,23 @@ impl TableFile {
         if len < geometry.file_len() {
             return Err(corrupt(HeaderFault::Truncated));
         }
-        // A table copied sparse (or made by another program) has holes: a
-        // store into one on a full disk would raise SIGBUS. Its blocks are
-        // reserved now (a no-op for a table this crate made).
-        calls::allocate(&file, 0, geometry.file_len())
-            .map_err(|e| Error::io("allocate table", path.clone(), e))?;
-        let map = Mapping::new(&file, geometry.file_len(), true)
+        if writable {
+            // A table copied sparse (or made by another program) has holes:
+            // a store into one on a full disk would raise SIGBUS. Its blocks
+            // are reserved now (a no-op for a table this crate made).
+            calls::allocate(&file, 0, geometry.file_len())
+                .map_err(|e| Error::io("allocate table", path.clone(), e))?;
+        }
+        let map = Mapping::new(&file, geometry.file_len(), writable)
             .map_err(|e| Error::io("map table", path.clone(), e))?;
-        Ok(Some(TableFile {
+        Ok(TableFile {
             dir_path: dir.path().to_owned(),
             name,
             file,
             map,
             local: Mutex::new(()),
             sync_failed: std::sync::atomic::AtomicBool::new(false),
-        }))
+        })
     }
 
     /// The file's path.
@@ -206,14 +235,14 @@ impl TableFile {
         }
     }
 
-    /// Takes a hold on `len` bytes at `start`: `None` if another
-    /// description holds them.
-    pub(crate) fn hold(&self, dir: &LogDir, start: u64, len: u64) -> Result<Option<Hold>> {
+    /// A new open file description of this table, for locks of its own
+    /// (which conflict with this handle's probes, in this process too).
+    pub(crate) fn open_description(&self, dir: &LogDir) -> Result<File> {
         let file = dir
             .open_file(self.name, Access::Write, "open table")?
             .ok_or_else(|| Error::io("open table", self.path(), io::ErrorKind::NotFound.into()))?;
-        // Opened by name: it must still be the file this table maps, or the
-        // hold would be on a file nobody probes.
+        // Opened by name: it must still be the file this table maps, or
+        // locks would be on a file nobody probes.
         let same = |f: &File| {
             use std::os::unix::fs::MetadataExt as _;
             f.metadata().map(|m| (m.dev(), m.ino()))
@@ -226,6 +255,13 @@ impl TableFile {
                 io::Error::other("the table file was replaced while in use"),
             ));
         }
+        Ok(file)
+    }
+
+    /// Takes a hold on `len` bytes at `start`: `None` if another
+    /// description holds them.
+    pub(crate) fn hold(&self, dir: &LogDir, start: u64, len: u64) -> Result<Option<Hold>> {
+        let file = self.open_description(dir)?;
         let held = calls::ofd_lock(&file, start, len, false)
             .map_err(|e| Error::io("lock table range", self.path(), e))?;
         Ok(held.then_some(Hold { _file: file }))

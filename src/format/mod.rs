@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod frame;
 pub mod group;
 pub mod header;
+pub mod owners;
 pub mod table;
 
 /// Every frame starts on a multiple of this many bytes, so that the frame
