@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tidelog::{Error, Log, Position};
+use tidelog::{Error, Log, Position, Stall, StallOwner};
 
 type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 
@@ -51,6 +51,64 @@ pub struct CatArgs {
     positions: bool,
 }
 
+/// How long a command that reads to the end waits at a record that was
+/// reserved but is not complete before it says so: a live appender
+/// finishes one within microseconds, and a dead one's hole is passed
+/// within milliseconds.
+const STALL_LIMIT: Duration = Duration::from_secs(1);
+
+/// Followers warn about a stall this old (once per position).
+const STALL_WARN: Duration = Duration::from_secs(5);
+
+/// What a command reading to the end does when its reader returned no
+/// record.
+pub(crate) enum AtEnd {
+    /// The end of the log.
+    Done,
+    /// The reader waits at an unfinished record: try again shortly (it
+    /// judges the record's owner, and passes a dead one's hole).
+    Retry,
+    /// Stuck at an unfinished record whose appender may be alive.
+    Stuck(Stall),
+}
+
+pub(crate) fn at_end(stall: Option<Stall>) -> AtEnd {
+    match stall {
+        None => AtEnd::Done,
+        Some(s) if s.owner != StallOwner::NotJudged && s.waited >= STALL_LIMIT => AtEnd::Stuck(s),
+        Some(_) => {
+            std::thread::sleep(Duration::from_millis(2));
+            AtEnd::Retry
+        }
+    }
+}
+
+/// Says on stderr where a reader is stuck and why.
+pub(crate) fn report_stall(s: &Stall, stopped: bool) {
+    let owner = match s.owner {
+        StallOwner::MaybeAlive => "its appender is alive (slow, stopped, or holding a reservation)",
+        StallOwner::Unknown => "its appender cannot be judged (no owner table)",
+        _ => "its appender has not been judged yet",
+    };
+    eprintln!(
+        "tidelog: {} at position {}: the record reserved there has been unfinished for {:.1?}; {owner}. \
+         A reader with write access pads it over after the log's unblock timeout.",
+        if stopped { "stopped" } else { "waiting" },
+        s.position,
+        s.waited
+    );
+}
+
+/// Warns once per position about a follower's long stall.
+pub(crate) fn warn_stall(stall: Option<Stall>, warned: &mut Option<Position>) {
+    if let Some(s) = stall {
+        if s.waited >= STALL_WARN && *warned != Some(s.position) {
+            *warned = Some(s.position);
+            report_stall(&s, false);
+        }
+    }
+}
+
 pub fn cat(args: CatArgs) -> Result<ExitCode> {
     let log = Log::open_read_only(&args.dir)?;
     let mut reader = match args.from {
@@ -59,17 +117,29 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
     };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
+    let mut warned = None;
     loop {
         let record = if args.follow {
             out.flush()?;
             match reader.next_timeout(Duration::from_secs(1))? {
                 Some(r) => r,
-                None => continue,
+                None => {
+                    warn_stall(reader.stall(), &mut warned);
+                    continue;
+                }
             }
         } else {
             match reader.try_next()? {
                 Some(r) => r,
-                None => break,
+                None => match at_end(reader.stall()) {
+                    AtEnd::Done => break,
+                    AtEnd::Retry => continue,
+                    AtEnd::Stuck(s) => {
+                        out.flush()?;
+                        report_stall(&s, true);
+                        return Ok(ExitCode::from(1));
+                    }
+                },
             }
         };
         if args.positions {

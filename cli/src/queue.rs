@@ -376,17 +376,29 @@ pub fn tail(args: TailArgs) -> Result<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     if let Some(name) = &args.consumer {
         let mut c = log.consumer(name)?;
+        let mut warned = None;
         loop {
             let rec = if args.follow {
                 out.flush()?;
                 match c.next_timeout(Duration::from_secs(1))? {
                     Some(r) => r,
-                    None => continue,
+                    None => {
+                        crate::inspect::warn_stall(c.stall(), &mut warned);
+                        continue;
+                    }
                 }
             } else {
                 match c.try_next()? {
                     Some(r) => r,
-                    None => break,
+                    None => match crate::inspect::at_end(c.stall()) {
+                        crate::inspect::AtEnd::Done => break,
+                        crate::inspect::AtEnd::Retry => continue,
+                        crate::inspect::AtEnd::Stuck(s) => {
+                            out.flush()?;
+                            crate::inspect::report_stall(&s, true);
+                            return Ok(ExitCode::from(1));
+                        }
+                    },
                 }
             };
             print_record(&mut out, rec.position(), &rec, args.positions)?;
@@ -401,10 +413,12 @@ pub fn tail(args: TailArgs) -> Result<ExitCode> {
     }
     if args.follow {
         let mut r = log.reader_at(end)?;
+        let mut warned = None;
         loop {
             out.flush()?;
-            if let Some(rec) = r.next_timeout(Duration::from_secs(1))? {
-                print_record(&mut out, rec.position(), &rec, args.positions)?;
+            match r.next_timeout(Duration::from_secs(1))? {
+                Some(rec) => print_record(&mut out, rec.position(), &rec, args.positions)?,
+                None => crate::inspect::warn_stall(r.stall(), &mut warned),
             }
         }
     }

@@ -252,3 +252,34 @@ fn groups_list_dead_letters_reset_and_delete() {
     tidelog(&["groups", d, "delete", "jobs"]);
     assert!(text(&tidelog(&["groups", d])).contains("no consumer groups"));
 }
+
+#[test]
+fn cat_says_where_it_is_stuck_behind_a_live_appender_and_passes_a_dead_ones_hole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let log = tidelog::Log::open(&dir).unwrap();
+    let mut a = log.appender().unwrap();
+    a.append(b"before").unwrap();
+    // An appender of this (live) process holds a reservation; a record is
+    // appended after it.
+    let hole = a.reserve(8).unwrap();
+    let at = hole.position();
+    log.appender().unwrap().append(b"after").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(["cat", d])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(text(&out), "before\n");
+    assert!(
+        stderr.contains(&format!("stopped at position {at}")) && stderr.contains("alive"),
+        "{stderr}"
+    );
+    // The reservation is leaked and its appender dropped: the hole's owner
+    // is gone, and the read-only `cat` passes over the hole by itself.
+    std::mem::forget(hole);
+    drop(a);
+    assert_eq!(text(&tidelog(&["cat", d])), "before\nafter\n");
+}
