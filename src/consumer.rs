@@ -217,6 +217,11 @@ impl Consumer {
     /// # Errors
     /// As [`commit`](Self::commit).
     pub fn commit_to(&mut self, position: Position) -> Result<()> {
+        if self.sync_commits {
+            // The records before the position first: a commit on disk
+            // must not name records that a power cut can still take.
+            crate::durability::sync_to(self.reader.store(), position.get())?;
+        }
         self.table.commit(self.slot, position.get());
         self.committed = position;
         if self.sync_commits {

@@ -448,6 +448,35 @@ impl Shared {
         }
     }
 
+    /// Recovery: covers a hole `start..end` with padding as a reader that
+    /// passed over part of it may have seen it: each zero word becomes an
+    /// 8-byte padding frame and each in-progress frame that fits becomes
+    /// padding of its own extent, so that every offset where a read-only
+    /// reader stopped (it passes dead owners' holes word by word, or
+    /// frame by frame) stays a frame boundary. Anything else from there on
+    /// is covered as [`pad`](Self::pad) does.
+    pub(crate) fn pad_hole(&self, start: u64, end: u64) {
+        if self.w().is_none() {
+            return;
+        }
+        let mut at = start;
+        while at + FRAME_HEADER_LEN <= end {
+            let word = self.map.load_word(at as usize).unwrap_or(u64::MAX);
+            let next = match frame::decode(word, self.base + at) {
+                Ok(Header::Empty) => at + FRAME_HEADER_LEN,
+                Ok(Header::InProgress { len }) if at + frame::frame_len(len) <= end => {
+                    at + frame::frame_len(len)
+                }
+                _ => {
+                    self.pad(at, end);
+                    return;
+                }
+            };
+            self.pad(at, next);
+            at = next;
+        }
+    }
+
     /// Recovery: zeroes every non-zero word in `start..end`; returns how
     /// many there were (0 for a read-only mapping).
     pub(crate) fn zero_words(&self, start: u64, end: u64) -> u64 {

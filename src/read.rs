@@ -233,10 +233,10 @@ pub enum StallOwner {
     /// timeout; a read-only reader waits for such a reader, or for
     /// recovery.
     MaybeAlive,
-    /// The log has no owner table (no writer of this version opened it
-    /// since the hole was made) or it cannot be read: the owner's fate is
-    /// unknown, and only the unblock timeout of a writable reader, or
-    /// recovery, gets past the hole.
+    /// The log has no owner table yet (a read-only reader finds none
+    /// before a writable handle makes one), or it cannot be read: the
+    /// owner's fate is unknown, and only the unblock timeout of a writable
+    /// reader, or recovery, gets past the hole.
     Unknown,
 }
 
@@ -814,19 +814,29 @@ impl Reader {
                 .is_none_or(|at| now.saturating_sub(at) >= OWNER_RECHECK_NS)
         {
             b.judged_at = Some(now);
-            match self.log.owners() {
-                Ok(Some(owners)) => match owners.judge(key)? {
-                    Verdict::Alive => b.owner = StallOwner::MaybeAlive,
-                    Verdict::Dead { limit } => {
-                        // Act only on the word the judgement was about.
-                        if !self.still(off, word)? {
-                            return Ok(true);
-                        }
-                        let limit = limit.saturating_sub(self.seg.base()).min(tail);
-                        return self.pass_dead(off, header, limit);
+            let verdict = match self.log.owners() {
+                Ok(Some(owners)) => owners.judge(key).ok(),
+                Ok(None) | Err(_) => None,
+            };
+            match verdict {
+                Some(Verdict::Alive) => b.owner = StallOwner::MaybeAlive,
+                Some(Verdict::Dead { limit }) => {
+                    // Act only on the word the judgement was about.
+                    if !self.still(off, word)? {
+                        return Ok(true);
                     }
-                },
-                Ok(None) | Err(_) => b.owner = StallOwner::Unknown,
+                    let mut limit = limit.saturating_sub(self.seg.base()).min(tail);
+                    // A walk to a position (a seek, a flush) must land on
+                    // it, not pass it inside a run of holes.
+                    for target in [self.seek, self.stop_at].into_iter().flatten() {
+                        if target > key {
+                            limit = limit.min(target - self.seg.base());
+                        }
+                    }
+                    return self.pass_dead(off, header, limit);
+                }
+                // No owner table, or one that cannot be read.
+                None => b.owner = StallOwner::Unknown,
             }
         }
         if waited < timeout_ns || !writable {
@@ -865,7 +875,6 @@ impl Reader {
     /// those past the end of the file) below `limit`. Returns whether the
     /// reader can move on.
     fn pass_dead(&mut self, off: u64, header: Header, limit: u64) -> Result<bool> {
-        self.blocked = None;
         let seg = Arc::clone(&self.seg);
         let passed = if seg.shared().is_writable() {
             let step = self.log.opts.grow_step;
@@ -903,10 +912,16 @@ impl Reader {
             moved
         };
         if passed {
+            self.blocked = None;
             #[cfg(feature = "unstable-internals")]
             crate::internals::count_repair();
         }
         Ok(passed)
+    }
+
+    /// The open log this reader reads.
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.log
     }
 
     /// Whether this reader is waiting at a record that was reserved but is
@@ -934,7 +949,9 @@ impl Reader {
     /// # }
     /// ```
     pub fn stall(&self) -> Option<Stall> {
-        let b = self.blocked?;
+        let b = self
+            .blocked
+            .filter(|b| b.position == self.position().get())?;
         let since = b.since?;
         let now = crate::sys::calls::now_ns(true);
         Some(Stall {

@@ -59,6 +59,10 @@ pub struct RecoveryReport {
     /// restart: their records could not belong to the surviving prefix
     /// (none of them had been flushed).
     pub segments_removed: u64,
+    /// Durable consumers whose committed position lay past the end of the
+    /// recovered log (after a power cut, a commit may reach the disk while
+    /// the records it passed did not) and now resume at its end.
+    pub consumers_moved_back: u64,
 }
 
 /// What recovery must do with a segment.
@@ -383,7 +387,7 @@ pub(crate) fn recover(
                 // Torn frames: reserved and never (or not completely)
                 // written.
                 rec.bytes_cut = hole_end - rec.end;
-                sh.pad(rec.end, hole_end);
+                sh.pad_hole(rec.end, hole_end);
                 rec.end = hole_end;
             }
         }
@@ -488,7 +492,7 @@ fn commit_pending(
     rec: &mut Recovery,
 ) {
     for (start, end) in holes.drain(..) {
-        sh.pad(start, end);
+        sh.pad_hole(start, end);
         rec.holes_padded += 1;
     }
     for (start, end) in damage.drain(..) {

@@ -53,14 +53,18 @@ pub(crate) enum Wait {
 
 /// Applies `retention` to the log in `dir`. `segment` opens a segment by
 /// base; `floor` reads the slowest durable consumer (ignored if the
-/// retention may pass consumers), under the lock. With `dry_run`, decides
-/// and deletes nothing, and takes no lock (a read-only handle may ask).
+/// retention may pass consumers), under the lock, and `settle` makes the
+/// positions it read durable before the first segment is deleted: a power
+/// cut must never leave a consumer's committed position on disk older
+/// than the segments retention deleted because of a newer one. With
+/// `dry_run`, decides and deletes nothing, and takes no lock (a read-only
+/// handle may ask).
 pub(crate) fn apply(
     dir: &LogDir,
     mode: u32,
     retention: Retention,
     segment: impl Fn(u64) -> Result<Option<Arc<Segment>>>,
-    floor: impl FnOnce() -> Result<Floor>,
+    (floor, settle): (impl FnOnce() -> Result<Floor>, impl FnOnce() -> Result<()>),
     dry_run: bool,
     wait: Wait,
 ) -> Result<RetentionReport> {
@@ -113,6 +117,7 @@ pub(crate) fn apply(
     };
     let mut deleted = 0;
     let mut failed = None;
+    let mut settle = Some(settle);
     // Never the newest segment; only sealed ones, oldest first.
     for i in 0..segs.len().saturating_sub(1) {
         let seg = &segs[i];
@@ -136,6 +141,11 @@ pub(crate) fn apply(
             }
         }
         if !dry_run {
+            if floor.is_some() {
+                if let Some(settle) = settle.take() {
+                    settle()?;
+                }
+            }
             let name = file_name(seg.base());
             match dir.remove(&name) {
                 Ok(()) => {}

@@ -120,7 +120,14 @@ impl Store {
             current_boot().map_err(|e| Error::io("read the kernel's boot id", BOOT_ID_PATH, e))?;
         let ((ends, recovery), registration) =
             Registration::register(&dir, opts.file_mode, |alone| {
-                Self::open_segments(&dir, &opts, alone, boot)
+                let (ends, mut report) = Self::open_segments(&dir, &opts, alone, boot)?;
+                if alone {
+                    // A damaged cursor table must not keep the log from
+                    // opening: its consumers report it when used.
+                    report.consumers_moved_back =
+                        Self::clamp_consumers(&dir, &opts, &ends.1).unwrap_or(0);
+                }
+                Ok((ends, report))
             })?;
         Ok(Self::assemble(
             dir,
@@ -199,6 +206,36 @@ impl Store {
             t.sync()?;
         }
         Ok(())
+    }
+
+    /// Moves every consumer's committed position that lies past the end of
+    /// the log back to the end (and syncs the table), while no other
+    /// writer is alive. Only a power cut makes one: a commit reaches the
+    /// disk in the cursor table, independently of the log, and may name a
+    /// position whose records were never synced. Resuming there would skip
+    /// the records appended after the restart up to it. Returns how many
+    /// were moved.
+    fn clamp_consumers(dir: &LogDir, opts: &Resolved, newest: &Segment) -> Result<u64> {
+        let Some(table) = CursorTable::open(dir, opts.file_mode, false)? else {
+            return Ok(0);
+        };
+        let tail = newest.shared().tail();
+        let end = if tail > newest.data_limit() {
+            newest.next_base() + HEADER_LEN
+        } else {
+            newest.base() + tail.max(HEADER_LEN)
+        };
+        let mut moved = 0;
+        for s in table.list()? {
+            if s.position > end {
+                table.commit(s.slot, end);
+                moved += 1;
+            }
+        }
+        if moved > 0 {
+            table.sync()?;
+        }
+        Ok(moved)
     }
 
     /// Opens every segment, recovering those that need it first when
@@ -373,7 +410,7 @@ impl Store {
             self.opts.file_mode,
             retention,
             |b| self.segment(b),
-            || self.retention_floor(),
+            (|| self.retention_floor(), || self.sync_tables()),
             dry_run,
             wait,
         )?;
