@@ -76,6 +76,19 @@ impl CursorTable {
         Ok(file.map(|file| CursorTable { file }))
     }
 
+    /// Opens the existing table for listing only (loads and lock probes):
+    /// for a file system or files this process may not write.
+    pub(crate) fn open_read_only(dir: &LogDir) -> Result<Option<CursorTable>> {
+        let path = dir.join(FILE_NAME);
+        let file =
+            TableFile::open_read_only(dir, FILE_NAME, &GEOMETRY, |f| Error::CorruptCursorTable {
+                path: path.clone(),
+                slot: None,
+                reason: header_defect(f),
+            })?;
+        Ok(file.map(|file| CursorTable { file }))
+    }
+
     fn load(&self, slot: u32, field: u64) -> u64 {
         self.file.load(slot_offset(slot) + field)
     }

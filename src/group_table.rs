@@ -147,6 +147,19 @@ impl GroupTable {
         Ok(file.map(|file| GroupTable { file }))
     }
 
+    /// Opens the existing table for listing only (loads and lock probes):
+    /// for a file system or files this process may not write.
+    pub(crate) fn open_read_only(dir: &LogDir) -> Result<Option<GroupTable>> {
+        let path = dir.join(FILE_NAME);
+        let file =
+            TableFile::open_read_only(dir, FILE_NAME, &GEOMETRY, |f| Error::CorruptGroupTable {
+                path: path.clone(),
+                group: None,
+                reason: header_defect(f),
+            })?;
+        Ok(file.map(|file| GroupTable { file }))
+    }
+
     pub(crate) fn corrupt(&self, block: u32, reason: GroupDefect) -> Error {
         Error::CorruptGroupTable {
             path: self.file.path(),

@@ -318,7 +318,15 @@ impl Log {
     /// # Errors
     /// [`Error::CorruptCursorTable`]; I/O errors.
     pub fn consumers(&self) -> Result<Vec<ConsumerInfo>> {
-        let Some(table) = self.inner.cursor_table(false)? else {
+        let table = match self.inner.cursor_table(false) {
+            // A read-only file system, or a table this process may not
+            // write: list it all the same, without keeping it.
+            Err(Error::ReadOnlyFileSystem { .. } | Error::PermissionDenied { .. }) => {
+                CursorTable::open_read_only(&self.inner.dir)?.map(Arc::new)
+            }
+            other => other?,
+        };
+        let Some(table) = table else {
             return Ok(Vec::new());
         };
         let end = self.end_position()?.get();
@@ -459,7 +467,13 @@ impl Log {
     /// # Errors
     /// [`Error::CorruptGroupTable`]; I/O errors.
     pub fn groups(&self) -> Result<Vec<GroupInfo>> {
-        let Some(table) = self.inner.group_table(false)? else {
+        let table = match self.inner.group_table(false) {
+            Err(Error::ReadOnlyFileSystem { .. } | Error::PermissionDenied { .. }) => {
+                GroupTable::open_read_only(&self.inner.dir)?.map(Arc::new)
+            }
+            other => other?,
+        };
+        let Some(table) = table else {
             return Ok(Vec::new());
         };
         let end = self.end_position()?.get();

@@ -126,6 +126,11 @@ impl Store {
                     // opening: its consumers report it when used.
                     report.consumers_moved_back =
                         Self::clamp_consumers(&dir, &opts, &ends.1).unwrap_or(0);
+                    // The owner table exists before any appender needs
+                    // it: on a disk that fills up later, appenders can
+                    // still be made. (On a full disk now, appenders
+                    // report it.)
+                    let _ = Owners::open(&dir, opts.file_mode);
                 }
                 Ok((ends, report))
             })?;
@@ -287,8 +292,15 @@ impl Store {
         // A crash between sealing a segment and creating its successor
         // leaves the log ending in a sealed segment: create the successor.
         let sh = active.shared();
+        // On a full disk the open goes on without it: the first append
+        // creates it (or reports the full disk), and readers wait at the
+        // end of the sealed segment meanwhile.
         if sh.is_sealed() && sh.tail() > sh.data_limit() {
-            active = create(active.next_base(), successor_index(&active)?)?;
+            match create(active.next_base(), successor_index(&active)?) {
+                Ok(next) => active = next,
+                Err(Error::NoSpace { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(((oldest, active), report))
     }
