@@ -23,6 +23,12 @@ use crate::protocol::Shared;
 use crate::sys::map::Mapping;
 use crate::{Error, Result};
 
+/// The first growth of a log's first segment, and the least a segment
+/// file grows by: growth then doubles with the file up to the log's
+/// `grow_step`, so that a log with a few records takes about 136 KiB of
+/// disk (this segment and the owner table), not a whole step.
+pub(crate) const FIRST_GROWTH: u64 = 64 << 10;
+
 /// An open, validated, mapped segment.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -276,7 +282,12 @@ impl Segment {
                 return Ok(self.known_len.fetch_max(len, Ordering::AcqRel).max(len));
             }
         }
-        let target = align_up(end, step).unwrap_or(cap).min(cap);
+        // Small logs stay small: a file grows by its own length (it
+        // doubles), from `FIRST_GROWTH` up to `step` at a time.
+        let grow_by = step.min(known.max(FIRST_GROWTH));
+        let target = align_up(end.max(known.saturating_add(grow_by)), PAGE)
+            .unwrap_or(cap)
+            .min(cap);
         // Blocks below the known length are allocated: every writer
         // allocates what it grows, and recovery makes `grown` true at open.
         let grown = match allocate(&self.file, &self.path, known, target) {

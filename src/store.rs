@@ -256,13 +256,14 @@ impl Store {
         }
         let create = |base: u64, index: u64| -> Result<Arc<Segment>> {
             let header = SegmentHeader::new(opts.segment_capacity, base, index, now_nanos());
-            let seg = Segment::create(
-                dir,
-                header,
-                HEADER_LEN + opts.grow_step,
-                opts.file_mode,
-                boot,
-            )?;
+            // The first segment starts small (see `FIRST_GROWTH`); a
+            // successor, in a log that filled one already, at a full step.
+            let initial = if index == 0 {
+                opts.grow_step.min(crate::segment::FIRST_GROWTH)
+            } else {
+                opts.grow_step
+            };
+            let seg = Segment::create(dir, header, HEADER_LEN + initial, opts.file_mode, boot)?;
             Ok(Arc::new(seg))
         };
         let bases = dir.segments()?;

@@ -27,8 +27,8 @@ const SEGMENT: u64 = 1 << 20;
 fn options() -> Options {
     Options::new()
         .segment_capacity(SEGMENT)
-        // The whole segment at its first growth: once it exists, its
-        // appends need no space, and the next one needs a whole segment.
+        // Successors are made at a whole step: the next segment needs a
+        // whole segment of space.
         .grow_step(SEGMENT)
 }
 
@@ -172,7 +172,19 @@ fn a_full_disk_at_a_rollover_fails_the_append_and_loses_nothing() {
     }
     let _guard = Unmount(&mnt);
     let dir = mnt.join("log");
-    drop(options().open(&dir).unwrap());
+    {
+        // The whole first segment allocated ahead (a log's first segment
+        // starts small and doubles).
+        let log = options().open(&dir).unwrap();
+        let mut a = log.appender().unwrap();
+        while a.pretouch().unwrap() {}
+        assert_eq!(
+            fs::metadata(dir.join(format!("{:016x}.tlog", 0)))
+                .unwrap()
+                .len(),
+            SEGMENT
+        );
+    }
     // Fill the rest of the disk: the first segment is fully allocated, so
     // its appends still succeed, and its successor cannot be created.
     let filler = mnt.join("filler");
