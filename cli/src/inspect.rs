@@ -10,8 +10,72 @@ use tidelog::{Error, Log, Position, Stall, StallOwner};
 
 type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 
+/// The exit code of a command that found damage in the log.
+pub(crate) const EXIT_DAMAGE: u8 = 3;
+
+/// Whether `dir` holds a log (at least one segment file).
+fn holds_log(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 21 && name.ends_with(".tlog")
+        })
+    })
+}
+
+/// Opens the log in `dir` for reading, refusing a directory that holds
+/// none (instead of reporting an empty log).
+pub(crate) fn open_existing(dir: &Path) -> Result<Log> {
+    if !holds_log(dir) {
+        return Err(format!("no log at {}", dir.display()).into());
+    }
+    Ok(Log::open_read_only(dir)?)
+}
+
+/// Where a command starts reading: `start`, `end`, or a record's position.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum From {
+    Start,
+    End,
+    At(u64),
+}
+
+impl std::str::FromStr for From {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "start" => Ok(From::Start),
+            "end" => Ok(From::End),
+            _ => s
+                .parse()
+                .map(From::At)
+                .map_err(|_| format!("{s:?} is not start, end or a record position (a number)")),
+        }
+    }
+}
+
+/// A reader of `log` at `from`, with a clear error for a position past the
+/// end of the log.
+pub(crate) fn reader_from(log: &Log, from: From) -> Result<tidelog::Reader> {
+    match from {
+        From::Start => Ok(log.reader()),
+        From::End => Ok(log.reader_at(log.end_position()?)?),
+        From::At(p) => {
+            let end = log.end_position()?.get();
+            if p > end {
+                return Err(format!(
+                    "position {p} is past the end of the log ({end}): nothing was appended there yet"
+                )
+                .into());
+            }
+            Ok(log.reader_at(Position::from(p))?)
+        }
+    }
+}
+
 pub fn info(dir: &Path) -> Result<ExitCode> {
-    let log = Log::open_read_only(dir)?;
+    let log = open_existing(dir)?;
     println!(
         "{:>6}  {:>20}  {:>12}  {:>12}  {:>12}  sealed",
         "index", "base", "capacity", "file", "used"
@@ -40,15 +104,20 @@ pub fn info(dir: &Path) -> Result<ExitCode> {
 pub struct CatArgs {
     /// The log directory.
     dir: PathBuf,
-    /// Start at this record position instead of the oldest record.
-    #[arg(long)]
-    from: Option<u64>,
+    /// Where to start: `start` (the oldest record, the default), `end`,
+    /// or a record's position.
+    #[arg(long, default_value = "start")]
+    from: From,
     /// Keep waiting for new records.
     #[arg(long, short)]
     follow: bool,
     /// Prefix each record with its position.
     #[arg(long, short)]
     positions: bool,
+    /// Step over damaged records (saying where on standard error) instead
+    /// of stopping at the first; the exit code is 3 if any was skipped.
+    #[arg(long)]
+    skip_damaged: bool,
 }
 
 /// How long a command that reads to the end waits at a record that was
@@ -110,67 +179,179 @@ pub(crate) fn warn_stall(stall: Option<Stall>, warned: &mut Option<Position>) {
 }
 
 pub fn cat(args: CatArgs) -> Result<ExitCode> {
-    let log = Log::open_read_only(&args.dir)?;
-    let mut reader = match args.from {
-        Some(p) => log.reader_at(Position::from(p))?,
-        None => log.reader(),
-    };
+    let log = open_existing(&args.dir)?;
+    let mut reader = reader_from(&log, args.from)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut warned = None;
+    let mut skipped = 0u64;
     loop {
-        let record = if args.follow {
+        if args.follow {
             out.flush()?;
-            match reader.next_timeout(Duration::from_secs(1))? {
-                Some(r) => r,
-                None => {
-                    warn_stall(reader.stall(), &mut warned);
-                    continue;
-                }
-            }
-        } else {
-            match reader.try_next()? {
-                Some(r) => r,
-                None => match at_end(reader.stall()) {
-                    AtEnd::Done => break,
-                    AtEnd::Retry => continue,
-                    AtEnd::Stuck(s) => {
-                        out.flush()?;
-                        report_stall(&s, true);
-                        return Ok(ExitCode::from(1));
-                    }
-                },
-            }
-        };
-        if args.positions {
-            write!(out, "{}\t", record.position())?;
         }
-        out.write_all(record.escape_ascii().to_string().as_bytes())?;
-        out.write_all(b"\n")?;
+        let step = if args.follow {
+            reader.next_timeout(Duration::from_secs(1))
+        } else {
+            reader.try_next()
+        };
+        match step {
+            Ok(Some(record)) => {
+                if args.positions {
+                    write!(out, "{}\t", record.position())?;
+                }
+                out.write_all(record.escape_ascii().to_string().as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            Ok(None) if args.follow => warn_stall(reader.stall(), &mut warned),
+            Ok(None) => match at_end(reader.stall()) {
+                AtEnd::Done => break,
+                AtEnd::Retry => {}
+                AtEnd::Stuck(s) => {
+                    out.flush()?;
+                    report_stall(&s, true);
+                    return Ok(ExitCode::FAILURE);
+                }
+            },
+            Err(e) if args.skip_damaged && e.is_corruption() && e.position().is_some() => {
+                let from = reader.position();
+                let to = reader.skip_damaged()?;
+                skipped += 1;
+                out.flush()?;
+                if to == from {
+                    eprintln!("tidelog: damaged: {e}; no proven record boundary after it");
+                    break;
+                }
+                eprintln!("tidelog: skipped damage: {e}; going on at {to}");
+            }
+            Err(e) => {
+                out.flush()?;
+                return Err(e.into());
+            }
+        }
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if skipped > 0 {
+        ExitCode::from(EXIT_DAMAGE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-pub fn append(dir: &Path, records: Vec<String>) -> Result<ExitCode> {
-    let log = Log::open(dir)?;
+/// Arguments of `tidelog append`.
+#[derive(Debug, clap::Args)]
+pub struct AppendArgs {
+    /// The log directory.
+    dir: PathBuf,
+    /// Make the log if the directory holds none (without it, a mistyped
+    /// path is an error rather than a new log).
+    #[arg(long)]
+    create: bool,
+    /// Read records from standard input as a stream of a 4-byte
+    /// little-endian length and that many bytes each (any bytes, not only
+    /// text).
+    #[arg(long, conflicts_with_all = ["file", "records"])]
+    binary: bool,
+    /// Append the whole of each of these files as one record.
+    #[arg(long, num_args = 1.., conflicts_with = "records")]
+    file: Vec<PathBuf>,
+    /// Records to append; without them (and without `--binary` or
+    /// `--file`), each line of standard input is one (any bytes but the
+    /// newline).
+    records: Vec<String>,
+}
+
+pub fn append(args: AppendArgs) -> Result<ExitCode> {
+    if !args.create && !holds_log(&args.dir) {
+        return Err(format!(
+            "no log at {} (add --create to make one)",
+            args.dir.display()
+        )
+        .into());
+    }
+    let log = Log::open(&args.dir)?;
     let mut appender = log.appender()?;
-    if records.is_empty() {
-        for line in io::stdin().lock().lines() {
-            let pos = appender.append(line?.as_bytes())?;
-            println!("{pos}");
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut put = |bytes: &[u8]| -> Result<()> {
+        let pos = appender.append(bytes)?;
+        writeln!(out, "{pos}")?;
+        Ok(())
+    };
+    if args.binary {
+        let mut input = io::stdin().lock();
+        loop {
+            let mut len = [0u8; 4];
+            match read_full(&mut input, &mut len)? {
+                0 => break,
+                4 => {}
+                n => {
+                    return Err(
+                        format!("standard input ended inside a length ({n} of 4 bytes)").into(),
+                    )
+                }
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            if len > log.max_record_size() {
+                return Err(format!(
+                    "a record of {len} bytes is larger than the log's limit ({})",
+                    log.max_record_size()
+                )
+                .into());
+            }
+            let mut record = vec![0u8; len];
+            let got = read_full(&mut input, &mut record)?;
+            if got != len {
+                return Err(
+                    format!("standard input ended inside a record ({got} of {len} bytes)").into(),
+                );
+            }
+            put(&record)?;
+        }
+    } else if !args.file.is_empty() {
+        for f in &args.file {
+            let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            put(&bytes)?;
+        }
+    } else if args.records.is_empty() {
+        let mut input = io::stdin().lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            put(&line)?;
         }
     } else {
-        for r in records {
-            println!("{}", appender.append(r.as_bytes())?);
+        for r in &args.records {
+            put(r.as_bytes())?;
         }
     }
+    out.flush()?;
+    drop(appender);
     log.close()?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads until `buf` is full or the input ends: the bytes read.
+fn read_full(input: &mut impl io::Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
 pub fn verify(dir: &Path) -> Result<ExitCode> {
-    let log = Log::open_read_only(dir)?;
+    let log = open_existing(dir)?;
     let mut reader = log.reader();
     let (mut records, mut bytes, mut damaged) = (0u64, 0u64, 0u64);
     loop {
@@ -202,6 +383,6 @@ pub fn verify(dir: &Path) -> Result<ExitCode> {
     Ok(if damaged == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(EXIT_DAMAGE)
     })
 }

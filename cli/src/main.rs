@@ -1,4 +1,9 @@
 //! `tidelog`: inspect, read, append to and benchmark tidelog logs.
+//!
+//! Exit codes: 0 fine; 1 an error (a missing log, I/O, a reader stuck
+//! behind a live writer); 2 a usage error; 3 damage found in the log
+//! (`verify`, or `cat` meeting a damaged record). A closed standard
+//! output (`tidelog cat DIR | head`) ends a command quietly, with 0.
 
 mod bench;
 mod inspect;
@@ -31,14 +36,10 @@ enum Command {
     },
     /// Print records, one per line (non-UTF-8 bytes are escaped).
     Cat(inspect::CatArgs),
-    /// Append each argument (or each line of standard input) as a record.
-    Append {
-        /// The log directory (created if missing).
-        dir: PathBuf,
-        /// Records to append; standard input lines if none are given.
-        records: Vec<String>,
-    },
-    /// Read every record and check it; exit 1 if anything is damaged.
+    /// Append each argument, each line of standard input, each record of
+    /// a length-prefixed stream (`--binary`) or a whole file (`--file`).
+    Append(inspect::AppendArgs),
+    /// Read every record and check it; exit 3 if anything is damaged.
     Verify {
         /// The log directory.
         dir: PathBuf,
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
         Command::BenchDurableWorker(args) => bench::durable_worker(args),
         Command::Info { dir } => inspect::info(&dir),
         Command::Cat(args) => inspect::cat(args),
-        Command::Append { dir, records } => inspect::append(&dir, records),
+        Command::Append(args) => inspect::append(args),
         Command::Verify { dir } => inspect::verify(&dir),
         Command::Consumers(args) => queue::consumers(args),
         Command::Groups(args) => queue::groups(args),
@@ -77,9 +78,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("tidelog: {e}");
-            ExitCode::FAILURE
+        Err(e) => exit_for(e.as_ref()),
+    }
+}
+
+/// The exit code (and message) for an error that ended a command.
+fn exit_for(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader of our output went away: nothing more to say.
+            return ExitCode::SUCCESS;
         }
+    }
+    eprintln!("tidelog: {e}");
+    match e.downcast_ref::<tidelog::Error>() {
+        Some(t) if t.is_corruption() => ExitCode::from(inspect::EXIT_DAMAGE),
+        _ => ExitCode::FAILURE,
     }
 }

@@ -108,7 +108,7 @@ pub(crate) fn print_consumers(log: &Log, json: bool) -> Result<()> {
 }
 
 pub fn consumers(args: ConsumersArgs) -> Result<ExitCode> {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::inspect::open_existing(&args.dir)?;
     match args.action {
         None => print_consumers(&log, args.json)?,
         Some(ConsumerAction::Reset { name, to }) => {
@@ -276,7 +276,7 @@ fn print_dead_letters(log: &Log, name: &str, json: bool) -> Result<()> {
 }
 
 pub fn groups(args: GroupsArgs) -> Result<ExitCode> {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::inspect::open_existing(&args.dir)?;
     match args.action {
         None => print_groups(&log, args.json)?,
         Some(GroupAction::DeadLetters { name }) => print_dead_letters(&log, &name, args.json)?,
@@ -371,7 +371,7 @@ fn last_records(log: &Log, n: usize) -> Result<(Records, Position)> {
 }
 
 pub fn tail(args: TailArgs) -> Result<ExitCode> {
-    let log = Log::open_read_only(&args.dir)?;
+    let log = crate::inspect::open_existing(&args.dir)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     if let Some(name) = &args.consumer {
@@ -496,7 +496,7 @@ pub fn trim(args: TrimArgs) -> Result<ExitCode> {
         return Err("say how much to keep: --max-bytes and/or --max-age".into());
     }
     let log = if args.dry_run {
-        Log::open_read_only(&args.dir)?
+        crate::inspect::open_existing(&args.dir)?
     } else {
         Options::new().open(existing(&args.dir)?)?
     };
@@ -526,7 +526,7 @@ pub fn trim(args: TrimArgs) -> Result<ExitCode> {
 
 /// `dir`, if it holds a log: trimming never creates one.
 fn existing(dir: &Path) -> Result<&Path> {
-    Log::open_read_only(dir)?;
+    crate::inspect::open_existing(dir)?;
     Ok(dir)
 }
 

@@ -24,7 +24,9 @@ fn append_cat_info_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let d = dir.to_str().unwrap();
-    let positions = text(&tidelog(&["append", d, "first", "second", "third"]));
+    let positions = text(&tidelog(&[
+        "append", "--create", d, "first", "second", "third",
+    ]));
     assert_eq!(positions.lines().count(), 3);
     let first = positions.lines().next().unwrap();
 
@@ -57,6 +59,7 @@ fn verify_reports_damage_and_fails() {
     let d = dir.to_str().unwrap();
     tidelog(&[
         "append",
+        "--create",
         d,
         "aaaaaaaaaaaaaaaa",
         "bbbbbbbbbbbbbbbb",
@@ -71,7 +74,7 @@ fn verify_reports_damage_and_fails() {
         .args(["verify", d])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "damage found: exit code 3");
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("fails its checksum"), "{s}");
     // Nothing after the damage is proven to be a record boundary before
@@ -158,7 +161,7 @@ fn consumers_tail_and_trim() {
     let dir = tmp.path().join("log");
     let d = dir.to_str().unwrap();
     let records: Vec<String> = (0..20).map(|i| format!("record {i}")).collect();
-    let mut args = vec!["append", d];
+    let mut args = vec!["append", "--create", d];
     args.extend(records.iter().map(String::as_str));
     tidelog(&args);
 
@@ -207,7 +210,7 @@ fn groups_list_dead_letters_reset_and_delete() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let d = dir.to_str().unwrap();
-    tidelog(&["append", d, "good", "poison", "fine"]);
+    tidelog(&["append", "--create", d, "good", "poison", "fine"]);
     {
         // Deliver "poison" once, hand it back: with one delivery allowed,
         // it goes to the dead letters; the rest is acknowledged.
@@ -282,4 +285,164 @@ fn cat_says_where_it_is_stuck_behind_a_live_appender_and_passes_a_dead_ones_hole
     std::mem::forget(hole);
     drop(a);
     assert_eq!(text(&tidelog(&["cat", d])), "before\nafter\n");
+}
+
+/// Runs `tidelog` with `args`, standard input `input`: its exit code,
+/// standard output and standard error.
+fn run(args: &[&str], input: &[u8]) -> (Option<i32>, Vec<u8>, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidelog"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn exit_codes_missing_logs_and_usage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    // Commands that only read refuse a missing log: 1, and nothing made.
+    for cmd in ["cat", "info", "verify", "tail", "consumers"] {
+        let (code, _, err) = run(&[cmd, d], b"");
+        assert_eq!(code, Some(1), "{cmd}: {err}");
+        assert!(err.contains("no log at"), "{cmd}: {err}");
+    }
+    // `append` too, unless told to create one.
+    let (code, _, err) = run(&["append", d, "x"], b"");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--create"), "{err}");
+    assert!(!dir.exists(), "a log was made at a mistyped path");
+    // Usage errors: 2.
+    let (code, _, _) = run(&["cat"], b"");
+    assert_eq!(code, Some(2));
+    let (code, _, _) = run(&["cat", "--from", "yesterday-ish", d], b"");
+    assert_eq!(code, Some(2));
+    // Fine: 0.
+    let (code, out, err) = run(&["append", "--create", d, "one", "two"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).lines().count(), 2);
+    // Past the end: a clear error.
+    let (code, _, err) = run(&["cat", "--from", "999999999", d], b"");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("past the end of the log"), "{err}");
+    let (code, out, _) = run(&["cat", "--from", "end", d], b"");
+    assert_eq!((code, out.len()), (Some(0), 0));
+    let (code, out, _) = run(&["cat", "--from", "start", d], b"");
+    assert_eq!((code, out), (Some(0), b"one\ntwo\n".to_vec()));
+}
+
+#[test]
+fn append_takes_binary_records_lines_of_any_bytes_and_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    // Lines that are not UTF-8.
+    let (code, out, err) = run(&["append", "--create", d], b"caf\xe9\n\xff\xfe\nplain\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).lines().count(), 3);
+    // Length-prefixed records: a newline and a zero byte inside one.
+    let mut stream = Vec::new();
+    for r in [&b"two\nlines"[..], b"\0\x01\x02", b""] {
+        stream.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        stream.extend_from_slice(r);
+    }
+    let (code, out, err) = run(&["append", "--binary", d], &stream);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).lines().count(), 3);
+    // A stream cut inside a record: an error, what came before appended.
+    let mut cut = (9u32).to_le_bytes().to_vec();
+    cut.extend_from_slice(b"short");
+    let (code, _, err) = run(&["append", "--binary", d], &cut);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("ended inside a record"), "{err}");
+    // A whole file as one record.
+    let f = tmp.path().join("blob");
+    std::fs::write(&f, [0u8, 1, 2, 255]).unwrap();
+    let (code, _, err) = run(&["append", "--file", f.to_str().unwrap(), "--", d], b"");
+    assert_eq!(code, Some(0), "{err}");
+    let log = tidelog::Log::open_read_only(&dir).unwrap();
+    let mut r = log.reader();
+    let mut got = Vec::new();
+    while let Some(rec) = r.try_next().unwrap() {
+        got.push(rec.to_vec());
+    }
+    let want: Vec<Vec<u8>> = vec![
+        b"caf\xe9".to_vec(),
+        b"\xff\xfe".to_vec(),
+        b"plain".to_vec(),
+        b"two\nlines".to_vec(),
+        b"\0\x01\x02".to_vec(),
+        Vec::new(),
+        vec![0, 1, 2, 255],
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn cat_skips_damage_when_told_and_ends_quietly_on_a_closed_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    {
+        // Small segments: their boundary index has a mark every 4 KiB, so
+        // a reader finds a proven boundary soon after damage.
+        let log = tidelog::Options::new()
+            .segment_capacity(256 << 10)
+            .grow_step(4096)
+            .open(&dir)
+            .unwrap();
+        let mut a = log.appender().unwrap();
+        for i in 0..2000 {
+            a.append(format!("record {i:05}").as_bytes()).unwrap();
+        }
+    }
+    // A closed pipe: the reader of the output goes away after one line.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} cat {d} | head -n 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+            env!("CARGO_BIN_EXE_tidelog")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Damage the record at index 100 (all records are 12 bytes: frames of 24).
+    let seg = dir.join(format!("{:016x}.tlog", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[4096 + 24 * 100 + 10] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    // Without --skip-damaged: the records before, then exit 3.
+    let (code, out, err) = run(&["cat", d], b"");
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out).lines().count(), 100);
+    // With it: every other record, the skip on stderr, exit 3. (Records
+    // between the damage and the next proven boundary are lost to it.)
+    let (code, out, err) = run(&["cat", "--skip-damaged", d], b"");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("skipped damage"), "{err}");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let n = text.lines().count();
+    assert!(n > 100 && n < 2000, "{n} records printed");
+    assert_eq!(text.lines().last(), Some("record 01999"));
 }
