@@ -72,6 +72,9 @@ pub struct SegmentInfo {
     pub used: u64,
     /// Whether an end-of-segment marker has been published.
     pub sealed: bool,
+    /// When the segment was created (its header says so): no record in it
+    /// is older. The next segment's creation bounds its newest record.
+    pub created: std::time::SystemTime,
 }
 
 impl Log {
@@ -662,6 +665,8 @@ impl Log {
                     file_len: seg.file_len()?,
                     used: tail.min(seg.capacity()),
                     sealed: seg.shared().is_sealed(),
+                    created: std::time::UNIX_EPOCH
+                        + std::time::Duration::from_nanos(seg.header().created_nanos),
                 });
             }
         }

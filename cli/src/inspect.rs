@@ -74,24 +74,97 @@ pub(crate) fn reader_from(log: &Log, from: From) -> Result<tidelog::Reader> {
     }
 }
 
-pub fn info(dir: &Path) -> Result<ExitCode> {
+/// Bytes in units a person reads: `512 B`, `64.0 KiB`, `1.0 GiB`.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A time as RFC 3339 (UTC, seconds).
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn info(dir: &Path, json: bool) -> Result<ExitCode> {
     let log = open_existing(dir)?;
+    let segments = log.segments()?;
+    let end = log.end_position()?;
+    if json {
+        let segs: Vec<serde_json::Value> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                serde_json::json!({
+                    "index": s.index,
+                    "base": s.base.get(),
+                    "capacity": s.capacity,
+                    "file_len": s.file_len,
+                    "used": s.used,
+                    "sealed": s.sealed,
+                    "created": rfc3339(s.created),
+                    "until": segments.get(i + 1).map(|n| rfc3339(n.created)),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "dir": dir.display().to_string(),
+            "end_position": end.get(),
+            "segments": segs,
+            "consumers": crate::queue::consumers_json(&log)?,
+            "groups": crate::queue::groups_value(&log)?,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
-        "{:>6}  {:>20}  {:>12}  {:>12}  {:>12}  sealed",
-        "index", "base", "capacity", "file", "used"
+        "{:>6}  {:>20}  {:>10}  {:>10}  {:>10}  {:<6}  {:<20}  until",
+        "index", "base", "capacity", "file", "used", "sealed", "created"
     );
-    for s in log.segments()? {
+    for (i, s) in segments.iter().enumerate() {
         println!(
-            "{:>6}  {:>20}  {:>12}  {:>12}  {:>12}  {}",
+            "{:>6}  {:>20}  {:>10}  {:>10}  {:>10}  {:<6}  {:<20}  {}",
             s.index,
             s.base,
-            s.capacity,
-            s.file_len,
-            s.used,
-            if s.sealed { "yes" } else { "no" }
+            human(s.capacity),
+            human(s.file_len),
+            human(s.used),
+            if s.sealed { "yes" } else { "no" },
+            rfc3339(s.created),
+            segments
+                .get(i + 1)
+                .map_or("(newest)".to_owned(), |n| rfc3339(n.created)),
         );
     }
-    println!("end position: {}", log.end_position()?);
+    println!("end position: {end}");
     println!();
     crate::queue::print_consumers(&log, false)?;
     println!();
@@ -114,6 +187,10 @@ pub struct CatArgs {
     /// Prefix each record with its position.
     #[arg(long, short)]
     positions: bool,
+    /// Print JSON lines: `{"position": P, "next": N, "payload": TEXT}`,
+    /// or `"payload_base64"` for a record that is not UTF-8.
+    #[arg(long)]
+    json: bool,
     /// Step over damaged records (saying where on standard error) instead
     /// of stopping at the first; the exit code is 3 if any was skipped.
     #[arg(long)]
@@ -195,6 +272,18 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
             reader.try_next()
         };
         match step {
+            Ok(Some(record)) if args.json => {
+                let mut line = serde_json::json!({
+                    "position": record.position().get(),
+                    "next": record.next_position().get(),
+                });
+                match std::str::from_utf8(&record) {
+                    Ok(text) => line["payload"] = text.into(),
+                    Err(_) => line["payload_base64"] = base64(&record).into(),
+                }
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+            }
             Ok(Some(record)) => {
                 if args.positions {
                     write!(out, "{}\t", record.position())?;
@@ -235,6 +324,28 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Standard base64 (RFC 4648, with padding).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> shift & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Arguments of `tidelog append`.

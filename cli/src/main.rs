@@ -33,6 +33,9 @@ enum Command {
     Info {
         /// The log directory.
         dir: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print records, one per line (non-UTF-8 bytes are escaped).
     Cat(inspect::CatArgs),
@@ -62,12 +65,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::BenchWorker(args) => bench::worker(args),
         Command::BenchDurableWorker(args) => bench::durable_worker(args),
-        Command::Info { dir } => inspect::info(&dir),
+        Command::Info { dir, json } => inspect::info(&dir, json),
         Command::Cat(args) => inspect::cat(args),
         Command::Append(args) => inspect::append(args),
         Command::Verify { dir } => inspect::verify(&dir),
@@ -80,6 +84,25 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => exit_for(e.as_ref()),
     }
+}
+
+/// `println!` panics when standard output is a pipe whose reader went
+/// away (`tidelog info DIR | head -1`): end quietly with 0 then, as the
+/// commands that write through a buffer do on `BrokenPipe`.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// The exit code (and message) for an error that ended a command.

@@ -78,6 +78,16 @@ fn to_json(list: &[ConsumerInfo]) -> serde_json::Value {
     )
 }
 
+/// The consumers of `log` as JSON (for `tidelog info --json`).
+pub(crate) fn consumers_json(log: &Log) -> Result<serde_json::Value> {
+    Ok(to_json(&log.consumers()?))
+}
+
+/// The consumer groups of `log` as JSON (for `tidelog info --json`).
+pub(crate) fn groups_value(log: &Log) -> Result<serde_json::Value> {
+    Ok(groups_json(&log.groups()?))
+}
+
 /// Prints the consumers of the log at `log`.
 pub(crate) fn print_consumers(log: &Log, json: bool) -> Result<()> {
     let list = log.consumers()?;

@@ -427,6 +427,21 @@ fn cat_skips_damage_when_told_and_ends_quietly_on_a_closed_pipe() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The same for a command that prints with `println!`.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} info {d} | head -n 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+            env!("CARGO_BIN_EXE_tidelog")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Damage the record at index 100 (all records are 12 bytes: frames of 24).
     let seg = dir.join(format!("{:016x}.tlog", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -445,4 +460,43 @@ fn cat_skips_damage_when_told_and_ends_quietly_on_a_closed_pipe() {
     let n = text.lines().count();
     assert!(n > 100 && n < 2000, "{n} records printed");
     assert_eq!(text.lines().last(), Some("record 01999"));
+}
+
+#[test]
+fn info_and_cat_speak_json_and_info_shows_units() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    {
+        let log = tidelog::Log::open(&dir).unwrap();
+        let mut a = log.appender().unwrap();
+        a.append(b"plain text").unwrap();
+        a.append(&[0xff, 0x00]).unwrap();
+        log.consumer("ops").unwrap().commit().unwrap();
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["info", "--json", d]).stdout).unwrap();
+    assert_eq!(info["segments"][0]["base"], 0);
+    assert!(info["segments"][0]["created"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(info["consumers"][0]["name"], "ops");
+    assert!(info["end_position"].as_u64().unwrap() > 4096);
+    let text = text(&tidelog(&["info", d]));
+    assert!(text.contains("KiB") || text.contains("MiB"), "{text}");
+    let cat = text_of(&tidelog(&["cat", "--json", d]));
+    let lines: Vec<serde_json::Value> = cat
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["payload"], "plain text");
+    assert_eq!(lines[0]["position"], 4096);
+    assert_eq!(lines[1]["payload_base64"], "/wA=");
+    assert_eq!(lines[1]["position"], lines[0]["next"]);
+}
+
+fn text_of(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
 }

@@ -932,6 +932,8 @@ fn print_tables(r: &Report) {
                 ratio(row.vs_limit),
             );
         }
+        println!("P, C: producer and consumer processes (every consumer checks every record); records/s from the first start to the last end.");
+        println!("vs pipe, vs limit: records/s over the pipe's and over the raw-memcpy row's (a shared counter, no frames) at the same size; docs/BENCHMARKS.md says more.");
     }
     if !r.figures.is_empty() {
         println!();
