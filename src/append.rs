@@ -94,6 +94,8 @@ pub struct Appender {
     /// appender makes from now on (the end of its last one): what it
     /// announces in `busy` before reserving.
     floor: u64,
+    /// What this appender appended, for `Log::stats`.
+    counts: Arc<crate::stats::AppenderCounts>,
 }
 
 impl Appender {
@@ -104,6 +106,7 @@ impl Appender {
         let slot = owners.take(&log.dir)?;
         let seg = log.active();
         let floor = seg.base() + HEADER_LEN;
+        let counts = log.counters.appender();
         Ok(Self {
             log,
             seg,
@@ -111,6 +114,7 @@ impl Appender {
             reserving: AtomicBool::new(false),
             slot,
             floor,
+            counts,
         })
     }
 
@@ -164,6 +168,7 @@ impl Appender {
             w.wake_readers();
             Some(Position::from(position))
         })?;
+        self.counts.add(1, u64::from(len));
         self.after_append(at.get() + flen)?;
         Ok(at)
     }
@@ -331,6 +336,8 @@ impl Appender {
                     Err(e) => return Err(e),
                 };
             rest = tail;
+            let bytes: usize = chunk[..published].iter().map(|r| r.len()).sum();
+            self.counts.add(published as u64, bytes as u64);
             if let Some((a, b)) = span {
                 first = first.or(Some(a));
                 last = Some(b);
@@ -641,7 +648,8 @@ impl Reservation<'_> {
             });
         };
         let word = frame::data_word(self.position, claim.payload());
-        let flen = frame::frame_len(claim.payload().len() as u32);
+        let len = claim.payload().len() as u64;
+        let flen = frame::frame_len(len as u32);
         let published = claim.publish(word);
         let a = &mut *self.appender;
         a.slot.idle();
@@ -649,6 +657,7 @@ impl Reservation<'_> {
         match published {
             Ok(()) => {
                 a.seg.shared().wake_readers();
+                a.counts.add(1, len);
                 if a.log.opts.durability == crate::Durability::EveryAppend {
                     crate::durability::sync_to(&a.log, self.position + flen)?;
                 }
@@ -686,6 +695,7 @@ impl std::ops::DerefMut for Reservation<'_> {
 
 impl Drop for Appender {
     fn drop(&mut self) {
+        self.log.counters.retire(&self.counts);
         self.check_leaked_reservation();
     }
 }

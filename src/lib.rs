@@ -87,6 +87,7 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod stats;
 mod store;
 mod sys;
 mod table;
@@ -98,7 +99,7 @@ pub use error::{
     PositionDefect, Result,
 };
 pub use group::{Batch, DeadLetter, GroupInfo, GroupMember, GroupOptions};
-pub use log::{Log, SegmentInfo};
+pub use log::{Log, SegmentInfo, Stats};
 pub use options::{
     Durability, GroupCommit, Options, Retention, WriterMode, DEFAULT_GROW_STEP,
     DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,

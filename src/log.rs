@@ -53,6 +53,39 @@ pub struct Log {
     pub(crate) inner: Arc<Store>,
 }
 
+/// Counters and gauges of a log as this handle sees it, for a service to
+/// export ([`Log::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records appended through this handle, by all its appenders (live
+    /// and dropped).
+    pub appends: u64,
+    /// Payload bytes of those records.
+    pub appended_bytes: u64,
+    /// Holes left by producers that died mid-append which this handle's
+    /// readers got past (padded, or passed over if read-only) as soon as
+    /// the owner was found dead.
+    pub dead_writer_holes: u64,
+    /// Unfinished records this handle's readers padded over at the unblock
+    /// timeout: a producer stopped or slow that long (it appends its record
+    /// again).
+    pub unblocks: u64,
+    /// Whether opening this handle recovered the log (a writer had not
+    /// closed cleanly): 1 or 0. Details in [`Log::recovery`].
+    pub recoveries: u64,
+    /// Where the next record will go.
+    pub end_position: Position,
+    /// Below this, everything is on stable storage.
+    pub durable_position: Position,
+    /// Segment files, and their bytes (file lengths).
+    pub segments: u64,
+    /// Bytes of segment files.
+    pub segment_bytes: u64,
+    /// Every durable consumer with its lag (in records and bytes).
+    pub consumers: Vec<ConsumerInfo>,
+}
+
 /// A summary of one segment, for tools and monitoring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -646,6 +679,51 @@ impl Log {
     /// What recovery found when this log was opened.
     pub fn recovery(&self) -> &RecoveryReport {
         self.inner.recovery()
+    }
+
+    /// Counters a service exports: appends and bytes through this handle,
+    /// dead producers' holes and unblocks its readers handled, whether
+    /// opening it recovered the log, the end and durable positions, the
+    /// segments' size, and every consumer's lag. The appenders' counters
+    /// cost them no atomic read-modify-write; counting the consumers' lag
+    /// in records reads the records after each committed position.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(dir.path())?;
+    /// log.appender()?.append(b"one")?;
+    /// let stats = log.stats()?;
+    /// assert_eq!((stats.appends, stats.appended_bytes), (1, 3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// I/O errors listing the segments or reading the consumers.
+    pub fn stats(&self) -> Result<Stats> {
+        let (appends, appended_bytes) = self.inner.counters.appended();
+        let segments = self.segments()?;
+        Ok(Stats {
+            appends,
+            appended_bytes,
+            dead_writer_holes: self
+                .inner
+                .counters
+                .repairs
+                .load(std::sync::atomic::Ordering::Relaxed),
+            unblocks: self
+                .inner
+                .counters
+                .unblocks
+                .load(std::sync::atomic::Ordering::Relaxed),
+            recoveries: u64::from(self.recovery().ran),
+            end_position: self.end_position()?,
+            durable_position: self.durable_position()?,
+            segments: segments.len() as u64,
+            segment_bytes: segments.iter().map(|s| s.file_len).sum(),
+            consumers: self.consumers()?,
+        })
     }
 
     /// A summary of every segment, oldest first.

@@ -848,8 +848,16 @@ impl Reader {
         // The file must cover each word padded (its writer may have died
         // before growing it): grown as the run goes, so that on a nearly
         // full disk a page is enough to get readers past the hole.
-        seg.shared()
-            .unblock(off, header, u64::MAX, |end| seg.ensure_len(end, step))
+        let padded = seg
+            .shared()
+            .unblock(off, header, u64::MAX, |end| seg.ensure_len(end, step))?;
+        if padded {
+            self.log
+                .counters
+                .unblocks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(padded)
     }
 
     /// Whether the frame at `off` still holds `word` (for a frame the file
@@ -912,6 +920,10 @@ impl Reader {
             moved
         };
         if passed {
+            self.log
+                .counters
+                .repairs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.blocked = None;
             #[cfg(feature = "unstable-internals")]
             crate::internals::count_repair();

@@ -69,6 +69,8 @@ pub(crate) struct Store {
     pub(crate) periodic_errno: AtomicI32,
     /// Stops the periodic sync thread when dropped.
     periodic_stop: Mutex<Option<mpsc::Sender<()>>>,
+    /// What `Log::stats` reports.
+    pub(crate) counters: crate::stats::Counters,
 }
 
 /// The oldest and the newest segment of a log.
@@ -170,6 +172,7 @@ impl Store {
             cursors: Mutex::new(None),
             groups: Mutex::new(None),
             owners: Mutex::new(None),
+            counters: crate::stats::Counters::default(),
             sync_lead: Mutex::new(None),
             durable: AtomicU64::new(0),
             periodic_errno: AtomicI32::new(0),
