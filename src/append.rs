@@ -477,6 +477,7 @@ impl Appender {
     #[cold]
     fn roll_over(&mut self, off: u64) -> Result<()> {
         let seg = Arc::clone(&self.seg);
+        crate::trace::trace_span!("tidelog.rollover", segment = seg.base());
         let mut sealing_error = None;
         if off <= seg.data_limit() {
             // Ours is the reservation that crossed the limit: the end marker

@@ -91,6 +91,7 @@ mod stats;
 mod store;
 mod sys;
 mod table;
+mod trace;
 
 pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
 pub use consumer::{Consumer, ConsumerInfo, StartAt};

@@ -856,6 +856,10 @@ impl Reader {
                 .counters
                 .unblocks
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::trace::trace_event!(
+                position = seg.base() + off,
+                "padded an unfinished record at the unblock timeout"
+            );
         }
         Ok(padded)
     }
@@ -924,6 +928,10 @@ impl Reader {
                 .counters
                 .repairs
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::trace::trace_event!(
+                position = seg.base() + off,
+                "passed a dead producer's hole"
+            );
             self.blocked = None;
             #[cfg(feature = "unstable-internals")]
             crate::internals::count_repair();

@@ -110,6 +110,7 @@ pub(crate) fn recover_log(
     segs: &mut Vec<Arc<Segment>>,
     boot: BootId,
 ) -> Result<RecoveryReport> {
+    crate::trace::trace_span!("tidelog.recover", dir = %dir.path().display());
     let mut report = RecoveryReport::default();
     let mut i = 0;
     while i < segs.len() {

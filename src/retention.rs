@@ -68,6 +68,7 @@ pub(crate) fn apply(
     dry_run: bool,
     wait: Wait,
 ) -> Result<RetentionReport> {
+    crate::trace::trace_span!("tidelog.retention", dry_run);
     let bases = dir.segments()?;
     let mut report = RetentionReport {
         oldest: Position::from(bases.first().map_or(0, |b| b + HEADER_LEN)),
@@ -164,6 +165,11 @@ pub(crate) fn apply(
     }
     if deleted > 0 && !dry_run {
         dir.sync()?;
+        crate::trace::trace_event!(
+            segments = report.segments_deleted,
+            bytes = report.bytes_freed,
+            "retention deleted segments"
+        );
     }
     if let Some(e) = failed {
         return Err(e);

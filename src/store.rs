@@ -287,6 +287,14 @@ impl Store {
         } else {
             let mut segs = bases.iter().map(|&b| open(b)).collect::<Result<Vec<_>>>()?;
             report = recovery::recover_log(dir, &mut segs, boot)?;
+            crate::trace::trace_event!(
+                ran = report.ran,
+                segments_scanned = report.segments_scanned,
+                holes_padded = report.holes_padded,
+                bytes_cut = report.bytes_cut,
+                after_restart = report.after_restart,
+                "recovery"
+            );
             let active = Arc::clone(segs.last().unwrap_or(&segs[0]));
             // Appends in this boot may follow: a crash from now on is one
             // the page cache survives, until the next restart.
