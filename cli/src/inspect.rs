@@ -461,15 +461,40 @@ fn read_full(input: &mut impl io::Read, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
+/// Logs smaller than this verify without a progress bar.
+const PROGRESS_FROM: u64 = 256 << 20;
+
 pub fn verify(dir: &Path) -> Result<ExitCode> {
     let log = open_existing(dir)?;
     let mut reader = log.reader();
     let (mut records, mut bytes, mut damaged) = (0u64, 0u64, 0u64);
+    // A bar on standard error, for large logs: indicatif draws nothing
+    // when standard error is not a terminal.
+    let start = reader.position().get();
+    let span = log.end_position()?.get().saturating_sub(start);
+    let bar = (span >= PROGRESS_FROM).then(|| {
+        let bar = indicatif::ProgressBar::new(span);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying {bar:40} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut next_draw = 0;
     loop {
         match reader.try_next() {
             Ok(Some(r)) => {
                 records += 1;
                 bytes += r.len() as u64;
+                if let Some(bar) = &bar {
+                    let at = r.next_position().get();
+                    if at >= next_draw {
+                        bar.set_position(at.saturating_sub(start));
+                        next_draw = at + (8 << 20);
+                    }
+                }
             }
             Ok(None) => break,
             Err(e) if e.is_corruption() && e.position().is_some() => {
@@ -489,6 +514,9 @@ pub fn verify(dir: &Path) -> Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     println!("{records} records, {bytes} payload bytes, {damaged} damaged");
     Ok(if damaged == 0 {
