@@ -18,8 +18,8 @@ fn worker(dir: &Path, id: &str) -> Result<u64, tidelog::Error> {
     let log = Log::open(dir)?;
     let mut member = log.group_member("resize-images")?;
     let mut done = 0;
-    // Stop once no job arrives for half a second.
-    while let Some(mut batch) = member.claim_timeout(Duration::from_millis(500))? {
+    // Stop once no job arrives for two seconds.
+    while let Some(mut batch) = member.claim_timeout(Duration::from_secs(2))? {
         while let Some(job) = member.next_record(&mut batch)? {
             // The work itself; here, nothing but a look at the job.
             let _ = (id, job.len());

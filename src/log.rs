@@ -78,7 +78,7 @@ pub struct Stats {
     pub end_position: Position,
     /// Below this, everything is on stable storage.
     pub durable_position: Position,
-    /// Segment files, and their bytes (file lengths).
+    /// Segment files.
     pub segments: u64,
     /// Bytes of segment files.
     pub segment_bytes: u64,

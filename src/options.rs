@@ -229,7 +229,7 @@ impl Options {
 
     /// The most a segment file grows at a time (rounded up to whole
     /// pages; 64 MiB by default). A log's first segment starts at 64 KiB
-    /// and doubles with each growth up to this step, so that a small log
+    /// (or this step, if smaller) and doubles with each growth up to it, so that a small log
     /// stays small; later segments start at a whole step. Larger steps mean
     /// fewer `fallocate` calls; smaller steps mean less disk reserved ahead
     /// of the data.

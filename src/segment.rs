@@ -23,10 +23,11 @@ use crate::protocol::Shared;
 use crate::sys::map::Mapping;
 use crate::{Error, Result};
 
-/// The first growth of a log's first segment, and the least a segment
-/// file grows by: growth then doubles with the file up to the log's
-/// `grow_step`, so that a log with a few records takes about 136 KiB of
-/// disk (this segment and the owner table), not a whole step.
+/// The first growth of a log's first segment (unless `grow_step` is
+/// smaller): growth then doubles with the file up to the log's
+/// `grow_step`, so that a log with a few records takes about 140 KiB of
+/// disk (this segment and the owner table), not a whole step. (On a full
+/// disk a growth falls back to the pages the frame needs.)
 pub(crate) const FIRST_GROWTH: u64 = 64 << 10;
 
 /// An open, validated, mapped segment.

@@ -14,20 +14,24 @@ type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 pub(crate) const EXIT_DAMAGE: u8 = 3;
 
 /// Whether `dir` holds a log (at least one segment file).
-fn holds_log(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.len() == 21 && name.ends_with(".tlog")
-        })
-    })
+fn holds_log(dir: &Path) -> Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        // Not a directory, permission denied: say so, not "no log".
+        Err(e) => return Err(format!("{}: {e}", dir.display()).into()),
+    };
+    Ok(entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.len() == 21 && name.ends_with(".tlog")
+    }))
 }
 
 /// Opens the log in `dir` for reading, refusing a directory that holds
 /// none (instead of reporting an empty log).
 pub(crate) fn open_existing(dir: &Path) -> Result<Log> {
-    if !holds_log(dir) {
+    if !holds_log(dir)? {
         return Err(format!("no log at {}", dir.display()).into());
     }
     Ok(Log::open_read_only(dir)?)
@@ -281,7 +285,8 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
                     Ok(text) => line["payload"] = text.into(),
                     Err(_) => line["payload_base64"] = base64(&record).into(),
                 }
-                serde_json::to_writer(&mut out, &line)?;
+                // As an `io::Error`: a closed pipe must stay `BrokenPipe`.
+                serde_json::to_writer(&mut out, &line).map_err(io::Error::from)?;
                 out.write_all(b"\n")?;
             }
             Ok(Some(record)) => {
@@ -363,7 +368,7 @@ pub struct AppendArgs {
     #[arg(long, conflicts_with_all = ["file", "records"])]
     binary: bool,
     /// Append the whole of each of these files as one record.
-    #[arg(long, num_args = 1.., conflicts_with = "records")]
+    #[arg(long, action = clap::ArgAction::Append, conflicts_with = "records")]
     file: Vec<PathBuf>,
     /// Records to append; without them (and without `--binary` or
     /// `--file`), each line of standard input is one (any bytes but the
@@ -372,7 +377,7 @@ pub struct AppendArgs {
 }
 
 pub fn append(args: AppendArgs) -> Result<ExitCode> {
-    if !args.create && !holds_log(&args.dir) {
+    if !args.create && !holds_log(&args.dir)? {
         return Err(format!(
             "no log at {} (add --create to make one)",
             args.dir.display()
@@ -382,10 +387,19 @@ pub fn append(args: AppendArgs) -> Result<ExitCode> {
     let log = Log::open(&args.dir)?;
     let mut appender = log.appender()?;
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // A line at a time, as each record is appended; if the reader of the
+    // positions goes away, the records are still appended.
+    let mut out = io::LineWriter::new(stdout.lock());
+    let mut printing = true;
     let mut put = |bytes: &[u8]| -> Result<()> {
         let pos = appender.append(bytes)?;
-        writeln!(out, "{pos}")?;
+        if printing {
+            match writeln!(out, "{pos}") {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => printing = false,
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(())
     };
     if args.binary {
@@ -441,7 +455,10 @@ pub fn append(args: AppendArgs) -> Result<ExitCode> {
             put(r.as_bytes())?;
         }
     }
-    out.flush()?;
+    match out.flush() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
     drop(appender);
     log.close()?;
     Ok(ExitCode::SUCCESS)
@@ -459,6 +476,14 @@ fn read_full(input: &mut impl io::Read, buf: &mut [u8]) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Prints a line on standard output without garbling the progress bar.
+fn say(bar: &Option<indicatif::ProgressBar>, line: String) {
+    match bar {
+        Some(bar) => bar.suspend(|| println!("{line}")),
+        None => println!("{line}"),
+    }
 }
 
 /// Logs smaller than this verify without a progress bar.
@@ -502,14 +527,17 @@ pub fn verify(dir: &Path) -> Result<ExitCode> {
                 let from = reader.position();
                 let to = reader.skip_damaged()?;
                 if to == from {
-                    println!("damaged: {e}; no proven record boundary after it");
+                    say(
+                        &bar,
+                        format!("damaged: {e}; no proven record boundary after it"),
+                    );
                     break;
                 }
-                println!("damaged: {e}; skipped to {to}");
+                say(&bar, format!("damaged: {e}; skipped to {to}"));
             }
             Err(e @ Error::MissingSegment { .. }) => {
                 damaged += 1;
-                println!("damaged: {e}");
+                say(&bar, format!("damaged: {e}"));
                 break;
             }
             Err(e) => return Err(e.into()),

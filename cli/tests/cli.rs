@@ -427,6 +427,21 @@ fn cat_skips_damage_when_told_and_ends_quietly_on_a_closed_pipe() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // And for JSON lines.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} cat --json {d} | head -n 1 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+            env!("CARGO_BIN_EXE_tidelog")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The same for a command that prints with `println!`.
     let out = Command::new("bash")
         .arg("-c")
@@ -460,6 +475,33 @@ fn cat_skips_damage_when_told_and_ends_quietly_on_a_closed_pipe() {
     let n = text.lines().count();
     assert!(n > 100 && n < 2000, "{n} records printed");
     assert_eq!(text.lines().last(), Some("record 01999"));
+    // `append` whose positions nobody reads any more still appends
+    // everything it is given.
+    let before = tidelog::Log::open_read_only(&dir)
+        .unwrap()
+        .end_position()
+        .unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "seq 1 5000 | {} append {d} | head -n 1 >/dev/null; echo \"${{PIPESTATUS[1]}}\"",
+            env!("CARGO_BIN_EXE_tidelog")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = tidelog::Log::open_read_only(&dir).unwrap();
+    let mut r = log.reader_at(before).unwrap();
+    let mut n = 0;
+    while r.try_next().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 5000, "appends stopped with the positions' reader");
 }
 
 #[test]
