@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::BufReader;
-use std::process::{Child, ChildStdout};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{arg, arg_u64, hear, hear_all, note, role, say, spawn};
+use common::{arg, arg_u64, hear, hear_all, note, role, say, Proc};
 use tidelog::{Log, Options, StallOwner};
 
 fn options(unblock_ms: u64) -> Options {
@@ -96,23 +94,6 @@ fn child() {
             ));
         }
         other => panic!("unknown role {other}"),
-    }
-}
-
-struct Proc {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Proc {
-    fn spawn(role: &str, args: &[(&str, String)]) -> Proc {
-        let mut child = spawn("child", role, args);
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Proc { child, out }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
     }
 }
 

@@ -7,10 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::io::BufReader;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdout};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{arg, arg_u64, hear, hear_all, role, say, spawn, Rng};
+use common::{arg, arg_u64, hear, hear_all, role, say, spawn, Proc, Rng};
 use tidelog::format::frame::{self, Header};
 use tidelog::{Log, Options, Position, WaitStrategy};
 
@@ -153,19 +153,6 @@ fn child() {
             }
         }
         other => panic!("unknown role {other}"),
-    }
-}
-
-struct Proc {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Proc {
-    fn spawn(role: &str, args: &[(&str, String)]) -> Proc {
-        let mut child = spawn("child", role, args);
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Proc { child, out }
     }
 }
 

@@ -29,10 +29,9 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{arg, arg_u64, hear_all, note, role, say, spawn, Rng};
+use common::{arg, arg_u64, hear_all, note, role, say, spawn, Proc, Rng};
 use tidelog::{Durability, Log, Options, Retention, StartAt};
 
 const PRODUCERS: u64 = 3;
@@ -255,11 +254,6 @@ struct Promises {
     first: HashMap<(u64, u64), u64>,
     /// The consumer's last durable commit.
     committed: u64,
-}
-
-struct Proc {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
 }
 
 /// One cut: runs producers and the consumer under `policy` for a random

@@ -50,6 +50,27 @@ pub fn spawn(entry: &str, role: &str, args: &[(&str, String)]) -> Child {
     cmd.spawn().expect("spawn child test process")
 }
 
+/// A child process (this test binary, re-run in a role) with its
+/// standard output ready for [`hear`].
+pub struct Proc {
+    pub child: Child,
+    pub out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Proc {
+    /// Starts the ignored test `child` in `role` (see [`spawn`]).
+    pub fn spawn(role: &str, args: &[(&str, String)]) -> Proc {
+        let mut child = spawn("child", role, args);
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Proc { child, out }
+    }
+
+    /// Its process id, as `kill` takes it.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
 /// Prints a protocol line for the parent (libtest prints its own lines on
 /// the same stdout, so protocol lines carry a marker).
 pub fn say(msg: impl std::fmt::Display) {
