@@ -186,6 +186,35 @@ impl Consumer {
         Ok(rec)
     }
 
+    /// The next record, awaited (see [`Reader::next_async`]; the `async`
+    /// feature). Cancel-safe: a future dropped before it completes has
+    /// taken nothing, and [`position`](Self::position) has not moved.
+    ///
+    /// # Errors
+    /// The errors of [`Reader::next_async`].
+    #[cfg(feature = "async")]
+    pub async fn next_async(&mut self) -> Result<Record<'_>> {
+        let rec = self.reader.next_async().await?;
+        self.next = rec.next_position();
+        Ok(rec)
+    }
+
+    /// Polls for the next record (see [`Reader::poll_next_record`]).
+    ///
+    /// # Errors
+    /// The errors of [`Reader::next_async`].
+    #[cfg(feature = "async")]
+    pub fn poll_next_record(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Record<'_>>> {
+        let p = self.reader.poll_next_record(cx);
+        if let std::task::Poll::Ready(Ok(rec)) = &p {
+            self.next = rec.next_position();
+        }
+        p
+    }
+
     /// Whether this consumer waits at a record that was reserved but is
     /// not complete (see [`Reader::stall`]).
     pub fn stall(&self) -> Option<crate::Stall> {

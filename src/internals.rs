@@ -114,3 +114,24 @@ pub fn dead_owner_repairs() -> u64 {
 pub(crate) fn count_repair() {
     REPAIRS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
+
+static WAITERS_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WAITER_RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The async waiter threads this process has started, and whether one is
+/// running now (the `async` feature).
+pub fn waiter_threads() -> (u64, bool) {
+    (
+        WAITERS_STARTED.load(std::sync::atomic::Ordering::SeqCst),
+        WAITER_RUNNING.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+/// Notes a waiter thread's start or exit for [`waiter_threads`].
+#[cfg(feature = "async")]
+pub(crate) fn waiter_running(running: bool) {
+    if running {
+        WAITERS_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    WAITER_RUNNING.store(running, std::sync::atomic::Ordering::SeqCst);
+}

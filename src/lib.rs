@@ -89,9 +89,13 @@ mod retention;
 mod segment;
 mod stats;
 mod store;
+#[cfg(feature = "async")]
+mod stream;
 mod sys;
 mod table;
 mod trace;
+#[cfg(feature = "async")]
+mod waiter;
 
 pub use append::{Appender, Reservation, PRETOUCH_AHEAD};
 pub use consumer::{Consumer, ConsumerInfo, StartAt};
@@ -106,6 +110,8 @@ pub use options::{
     DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,
 };
 pub use position::Position;
-pub use read::{Reader, Record, Stall, StallOwner, WaitStrategy};
+pub use read::{OwnedRecord, Reader, Record, Stall, StallOwner, WaitStrategy};
 pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;
+#[cfg(feature = "async")]
+pub use stream::{RecordStream, Source};

@@ -607,6 +607,19 @@ impl Shared {
         seq
     }
 
+    /// The `notify_seq` futex word, for a waiter that sleeps on several
+    /// segments at once (the `async` feature's waiter thread).
+    #[cfg(feature = "async")]
+    pub(crate) fn notify_word(&self) -> crate::sys::map::FutexWord<'_> {
+        self.map.futex_word(OFF_NOTIFY_SEQ)
+    }
+
+    /// `notify_seq` as it is now (see [`park_begin`](Self::park_begin)).
+    #[cfg(feature = "async")]
+    pub(crate) fn notify_seq(&self) -> u32 {
+        self.map.load_header_u32_seqcst(OFF_NOTIFY_SEQ)
+    }
+
     /// Sleeps while `notify_seq` still holds `seq`, for at most `timeout`.
     pub(crate) fn park_wait(&self, seq: u32, timeout: Option<Duration>) {
         self.map.futex_wait(OFF_NOTIFY_SEQ, seq, timeout);

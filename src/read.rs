@@ -179,6 +179,75 @@ impl AsRef<[u8]> for Record<'_> {
     }
 }
 
+/// A record copied out of the log: what a `RecordStream` yields (the
+/// `async` feature), or what to keep after the reader moves on.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use tidelog::OwnedRecord;
+/// let log = tidelog::Log::open(tmp.path())?;
+/// log.appender()?.append(b"keep me")?;
+/// let mut reader = log.reader();
+/// let kept = OwnedRecord::from(reader.try_next()?.unwrap());
+/// drop(reader);
+/// assert_eq!(&*kept, b"keep me");
+/// assert_eq!(kept.into_payload(), b"keep me".to_vec());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnedRecord {
+    payload: Vec<u8>,
+    position: Position,
+    next: Position,
+}
+
+impl OwnedRecord {
+    /// The record's position in the log: its id.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The position just after this record (see [`Record::next_position`]).
+    pub fn next_position(&self) -> Position {
+        self.next
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The payload, taken out.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+}
+
+impl From<Record<'_>> for OwnedRecord {
+    fn from(r: Record<'_>) -> Self {
+        Self {
+            payload: r.payload.to_vec(),
+            position: r.position,
+            next: r.next,
+        }
+    }
+}
+
+impl Deref for OwnedRecord {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl AsRef<[u8]> for OwnedRecord {
+    fn as_ref(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
 /// The unblocker's clock: where the reader has been waiting, the header
 /// word it saw there, since when that frame has been seen reserved and
 /// unchanged, and when the reader last looked at the tail.
@@ -458,6 +527,63 @@ impl Reader {
             if let Step::Record { off, len } = self.wait_for(None)? {
                 return self.record(off, len);
             }
+        }
+    }
+
+    /// The next record, awaited: for async code, on any executor (the
+    /// `async` feature). The task sleeps, using no CPU, until an appender
+    /// in any process publishes: one thread per process sleeps on the
+    /// futex words of every segment its tasks wait on, and wakes their
+    /// wakers. The record is borrowed from the mapping, as with
+    /// [`try_next`](Self::try_next).
+    ///
+    /// Cancel-safe: a future dropped before it completes has taken nothing
+    /// from the reader (in `select!`, or under a timeout).
+    ///
+    /// An idle reader of a writable log is still woken every 20 ms (5 ms
+    /// while it waits at a reserved record), to notice an appender that
+    /// died holding a reservation; a reader of a log opened read-only
+    /// cannot register for wake-ups and is polled every millisecond.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut reader = log.reader();
+    /// let mut appender = log.appender()?;
+    /// let producer = std::thread::spawn(move || appender.append(b"awaited").map(|_| ()));
+    /// // Any executor; a minimal one here.
+    /// let record = futures_executor::block_on(reader.next_async())?;
+    /// assert_eq!(&*record, b"awaited");
+    /// # producer.join().unwrap()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The errors of [`try_next`](Self::try_next), and an I/O error if the
+    /// waiter thread cannot be started.
+    #[cfg(feature = "async")]
+    pub async fn next_async(&mut self) -> Result<Record<'_>> {
+        let (off, len) = std::future::poll_fn(|cx| self.poll_step(cx)).await?;
+        self.record(off, len)
+    }
+
+    /// Polls for the next record, for hand-written futures and streams:
+    /// `Pending` registers the task's waker as
+    /// [`next_async`](Self::next_async) does.
+    ///
+    /// # Errors
+    /// The errors of [`next_async`](Self::next_async).
+    #[cfg(feature = "async")]
+    pub fn poll_next_record(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Record<'_>>> {
+        match self.poll_step(cx) {
+            std::task::Poll::Ready(Ok((off, len))) => std::task::Poll::Ready(self.record(off, len)),
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }
 
@@ -1036,15 +1162,26 @@ impl Reader {
     /// one bumps `notify_seq` after this reader loaded it, so the reader
     /// does not sleep through it.
     fn park(&mut self, timeout: Option<Duration>) {
+        if let Some((seq, wait)) = self.park_plan(timeout) {
+            self.seg.shared().park_wait(seq, Some(wait));
+        }
+    }
+
+    /// The first half of [`park`](Self::park): registers for a wake-up and
+    /// re-checks the frame. `None` if there is no need to sleep (the frame
+    /// is ready); otherwise the `notify_seq` value to sleep on and for how
+    /// long at most, after which the reader must poll again: the unblocker's
+    /// clock (a writable reader), the poll interval of a reader that cannot
+    /// register (read-only), or `timeout`.
+    fn park_plan(&mut self, timeout: Option<Duration>) -> Option<(u32, Duration)> {
         // A parked reader polls rarely: have its next poll look at the
         // unblocker's clock.
         if let Some(b) = &mut self.blocked {
             b.checked_at = None;
         }
-        let seg = Arc::clone(&self.seg);
-        let sh = seg.shared();
+        let sh = self.seg.shared();
         let registered = sh.is_writable();
-        let timeout = if registered {
+        let wait = if registered {
             // Wake up in time to judge (and, past the unblock timeout, pad)
             // a frame whose writer died: no appender will wake us for it.
             let blocked = self.blocked.is_some_and(|b| b.since.is_some());
@@ -1059,18 +1196,47 @@ impl Reader {
                 .unblock_timeout
                 .max(Duration::from_millis(1))
                 .min(cap);
-            Some(timeout.map_or(unblock, |t| t.min(unblock)))
+            timeout.map_or(unblock, |t| t.min(unblock))
         } else {
-            Some(timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK)))
+            timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK))
         };
         let seq = sh.park_begin();
         match self.readiness() {
-            Readiness::Ready => {}
-            Readiness::Wait => sh.park_wait(seq, timeout),
-            Readiness::Poll => {
-                let t = timeout.map_or(READ_ONLY_PARK, |t| t.min(READ_ONLY_PARK));
-                sh.park_wait(seq, Some(t));
+            Readiness::Ready => None,
+            Readiness::Wait => Some((seq, wait)),
+            Readiness::Poll => Some((seq, wait.min(READ_ONLY_PARK))),
+        }
+    }
+
+    /// Polls for the next step, for the `async` feature: a record, an
+    /// error, or `Pending` with the task's waker registered with the
+    /// process's waiter thread (see `waiter.rs`), which wakes it when an
+    /// appender publishes or when the reader must poll again.
+    #[cfg(feature = "async")]
+    fn poll_step(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(u64, u32)>> {
+        use std::task::Poll;
+        match self.step() {
+            Ok(Step::Pending) => {}
+            Ok(Step::Record { off, len }) => return Poll::Ready(Ok((off, len))),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        match self.park_plan(None) {
+            None => {
+                // Ready after all: poll again at once, through the executor.
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
+            Some((seq, wait)) => match crate::waiter::register(&self.seg, seq, wait, cx.waker()) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(Error::io(
+                    "start the waiter thread",
+                    self.seg.path(),
+                    e,
+                ))),
+            },
         }
     }
 

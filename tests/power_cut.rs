@@ -152,7 +152,11 @@ fn child() {
             loop {
                 match reader.try_next() {
                     Ok(Some(r)) => match parse(&r) {
-                        Some((p, c, s)) => say(format!("rec {} {p} {c} {s}", r.position())),
+                        Some((p, c, s)) => say(format!(
+                            "rec {} {} {p} {c} {s}",
+                            r.position(),
+                            r.next_position()
+                        )),
                         None => say(format!("garbage {}", r.position())),
                     },
                     Ok(None) => break,
@@ -372,16 +376,21 @@ fn check_copy(root: &Path, copy: &Path, cut: u64, promised: &Promises) -> (u64, 
             "moved" => moved += w[1].parse::<u64>().unwrap(),
             "rec" => {
                 let at: u64 = w[1].parse().unwrap();
+                // Where a reader goes on after the record: a consumer that
+                // read it resumes there, even when a hole (padding) or the
+                // end of a segment follows rather than a record.
+                let next: u64 = w[2].parse().unwrap();
                 let key = (
-                    w[2].parse().unwrap(),
                     w[3].parse().unwrap(),
                     w[4].parse().unwrap(),
+                    w[5].parse().unwrap(),
                 );
                 assert!(
                     found.insert(key, at).is_none(),
                     "cut {cut}: record {key:?} delivered twice"
                 );
                 boundaries.insert(at);
+                boundaries.insert(next);
             }
             "garbage" => panic!("cut {cut}: a record that no producer wrote at {}", w[1]),
             "error" => panic!("cut {cut}: reading the recovered log failed: {line}"),

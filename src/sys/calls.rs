@@ -311,3 +311,89 @@ fn ofd(file: &File, kind: libc::c_int, start: u64, len: u64, wait: bool) -> io::
         }
     }
 }
+
+/// What [`futex_waitv`] returned.
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Woken, a word did not hold its value, a signal, or the timeout: the
+    /// caller re-checks every word.
+    Returned,
+    /// The kernel has no `futex_waitv` (Linux before 5.16): the caller
+    /// must poll.
+    Unsupported,
+}
+
+/// The most words one [`futex_waitv`] call takes (the kernel's limit).
+#[cfg(feature = "async")]
+pub(crate) const WAITV_MAX: usize = 128;
+
+/// Sleeps until one of the words is woken or does not hold its expected
+/// value, or `timeout` passes (`futex_waitv(2)`, Linux 5.16): `own`, a word
+/// of this process that [`futex_wake`] wakes, and `shared`, header words
+/// of shared mappings that other processes wake. At most [`WAITV_MAX`]
+/// words in all. None is waited on as a private futex: [`futex_wake`] does
+/// not ask for one, and a private wait would not see its wake-ups.
+#[cfg(feature = "async")]
+pub(crate) fn futex_waitv(
+    own: (&AtomicU32, u32),
+    shared: &[(super::map::FutexWord<'_>, u32)],
+    timeout: Duration,
+) -> Waited {
+    /// `struct futex_waitv` of `<linux/futex.h>`.
+    #[repr(C)]
+    struct Waitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+    const FUTEX2_SIZE_U32: u32 = 0x02;
+    assert!(
+        shared.len() < WAITV_MAX,
+        "futex_waitv takes at most 128 words"
+    );
+    let word = |w: &AtomicU32, expected: u32| Waitv {
+        val: u64::from(expected),
+        uaddr: w.as_ptr() as usize as u64,
+        flags: FUTEX2_SIZE_U32,
+        reserved: 0,
+    };
+    let mut waitv = Vec::with_capacity(shared.len() + 1);
+    waitv.push(word(own.0, own.1));
+    for (w, expected) in shared {
+        waitv.push(word(w.0, *expected));
+    }
+    // The timeout is absolute, on the clock named in the call.
+    let at = clock_ns(libc::CLOCK_MONOTONIC)
+        .saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
+    let ts = libc::timespec {
+        tv_sec: (at / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: (at % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `waitv` is an array of `waitv.len()` (at most 128, checked
+    // above) `struct futex_waitv`s laid out as the kernel expects (repr(C):
+    // two u64s and two u32s, 24 bytes, reserved fields zero), alive until
+    // the call returns. Each `uaddr` is the address of an aligned u32
+    // borrowed for the whole call (`own` by reference; each shared word
+    // through a `FutexWord`, which borrows the `Mapping` it lies in, so the
+    // mapping stays in place). The kernel only reads the words (allowed on
+    // read-only mappings). `ts` is a valid timespec that outlives the
+    // call. Every error (EAGAIN: a word changed; ETIMEDOUT; EINTR) means
+    // "re-check", except ENOSYS, reported to the caller.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waitv.as_ptr(),
+            waitv.len() as libc::c_uint,
+            0 as libc::c_uint,
+            &ts as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        Waited::Unsupported
+    } else {
+        Waited::Returned
+    }
+}

@@ -81,6 +81,12 @@ pub(crate) struct Writable<'a> {
     map: &'a Mapping,
 }
 
+/// A header word of a mapping, borrowed for a futex call: nothing outside
+/// `sys` can load or store through it.
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FutexWord<'a>(pub(super) &'a AtomicU32);
+
 /// Proof that this process owns an in-progress data frame of `map`: its
 /// header word holds the in-progress marker this process stored by
 /// compare-and-swap through a [`Writable`]. Not `Clone`: one claim per won
@@ -441,6 +447,13 @@ impl Mapping {
             return Ok(());
         }
         self.raw.flush_range(off, len)
+    }
+
+    /// The 32-bit header word at `off`, for [`futex_waitv`](super::calls::futex_waitv)
+    /// only: no load or store goes through it.
+    #[cfg(feature = "async")]
+    pub(crate) fn futex_word(&self, off: usize) -> FutexWord<'_> {
+        FutexWord(self.header_word_u32(off))
     }
 
     /// Parks the calling thread while the 32-bit header word at `off` still
