@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{FrameDefect, PositionDefect};
-use crate::format::frame;
+use crate::format::frame::{self, STAMP_LEN};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN};
 use crate::owners::OwnerSlot;
 use crate::protocol::Writer;
@@ -159,12 +159,17 @@ impl Appender {
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
         let len = self.check_len(payload.len())?;
         self.before_append()?;
-        let flen = frame::frame_len(len);
+        let flen = frame::record_frame_len(len);
+        let stamp = stamp_now();
         let at = self.claimed(flen, |seg, w, off| {
-            let mut claim = w.claim(off, len)?;
-            claim.payload_mut().copy_from_slice(payload);
+            let mut claim = w.claim(off, len + STAMP_LEN)?;
+            let (time, record) = claim.payload_mut().split_at_mut(STAMP_LEN as usize);
+            time.copy_from_slice(&stamp.to_le_bytes());
+            record.copy_from_slice(payload);
             let position = seg.base() + off;
-            claim.publish(frame::data_word(position, payload)).ok()?;
+            claim
+                .publish(frame::record_word(position, stamp, payload))
+                .ok()?;
             w.wake_readers();
             Some(Position::from(position))
         })?;
@@ -252,8 +257,10 @@ impl Appender {
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
         self.before_append()?;
-        let claimed = self.claim_loop(frame::frame_len(len32), |seg, _, off| {
-            let claim = seg.shared().claim_owned(off, len32)?;
+        let stamp = stamp_now();
+        let claimed = self.claim_loop(frame::record_frame_len(len32), |seg, _, off| {
+            let mut claim = seg.shared().claim_owned(off, len32 + STAMP_LEN)?;
+            claim.payload_mut()[..STAMP_LEN as usize].copy_from_slice(&stamp.to_le_bytes());
             Some((claim, seg.base() + off))
         });
         let (claim, position) = claimed.inspect_err(|_| self.slot.idle())?;
@@ -316,7 +323,7 @@ impl Appender {
             let mut flen = 0u64;
             let mut n = 0;
             for r in rest {
-                let f = frame::frame_len(r.len() as u32);
+                let f = frame::record_frame_len(r.len() as u32);
                 if n > 0 && flen + f > most {
                     break;
                 }
@@ -350,7 +357,7 @@ impl Appender {
             }
         }
         if let (Some(l), Some(r)) = (last, slices.last()) {
-            self.after_append(l.get() + frame::frame_len(r.len() as u32))?;
+            self.after_append(l.get() + frame::record_frame_len(r.len() as u32))?;
         }
         Ok(first.zip(last).map(|(a, b)| a..=b))
     }
@@ -552,6 +559,16 @@ impl Appender {
     }
 }
 
+/// The append time stored with a record: nanoseconds since the Unix epoch.
+#[inline]
+fn stamp_now() -> u64 {
+    #[cfg(feature = "unstable-internals")]
+    if let Some(t) = crate::internals::pinned_stamp() {
+        return t;
+    }
+    crate::sys::calls::wall_ns_coarse()
+}
+
 /// Claims, fills and publishes the frames of a batch reserved at `off`, in
 /// order. Returns how many were published and the positions of the first
 /// and last of them; `None` if the first frame was padded over (nothing
@@ -566,22 +583,28 @@ fn publish_batch(
 ) -> Option<(usize, Option<(Position, Position)>)> {
     let mut at = off;
     let mut span: Option<(Position, Position)> = None;
+    // One clock read for the batch: its records are appended together.
+    let stamp = stamp_now();
     for (i, &payload) in chunk.iter().enumerate() {
         let len = payload.len() as u32;
         let position = seg.base() + at;
-        let ok = match sh.claim(at, len) {
+        let ok = match sh.claim(at, len + STAMP_LEN) {
             Some(mut claim) => {
-                claim.payload_mut().copy_from_slice(payload);
-                claim.publish(frame::data_word(position, payload)).is_ok()
+                let (time, record) = claim.payload_mut().split_at_mut(STAMP_LEN as usize);
+                time.copy_from_slice(&stamp.to_le_bytes());
+                record.copy_from_slice(payload);
+                claim
+                    .publish(frame::record_word(position, stamp, payload))
+                    .is_ok()
             }
             None => false,
         };
         if !ok {
             // Give up the rest of the reservation, so that readers do not
             // wait for it.
-            let mut pad_at = at + frame::frame_len(len);
+            let mut pad_at = at + frame::record_frame_len(len);
             for r in &chunk[i + 1..] {
-                let f = frame::frame_len(r.len() as u32);
+                let f = frame::record_frame_len(r.len() as u32);
                 sh.pad_reservation(pad_at, f);
                 pad_at += f;
             }
@@ -590,7 +613,7 @@ fn publish_batch(
         }
         let p = Position::from(position);
         span = Some((span.map_or(p, |s| s.0), p));
-        at += frame::frame_len(len);
+        at += frame::record_frame_len(len);
     }
     sh.wake_readers();
     Some((chunk.len(), span))
@@ -649,8 +672,8 @@ impl Reservation<'_> {
             });
         };
         let word = frame::data_word(self.position, claim.payload());
-        let len = claim.payload().len() as u64;
-        let flen = frame::frame_len(len as u32);
+        let flen = frame::frame_len(claim.payload().len() as u32);
+        let len = claim.payload().len() as u64 - u64::from(STAMP_LEN);
         let published = claim.publish(word);
         let a = &mut *self.appender;
         a.slot.idle();
@@ -667,7 +690,7 @@ impl Reservation<'_> {
             Err(void) => {
                 // Padded over by an unblocker: append a copy, through the
                 // same appender (its slot, its segment).
-                let bytes = void.payload().to_vec();
+                let bytes = void.payload()[STAMP_LEN as usize..].to_vec();
                 drop(void);
                 a.append(&bytes)
             }
@@ -679,7 +702,7 @@ impl std::ops::Deref for Reservation<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.claim {
-            Some(c) => c.payload(),
+            Some(c) => &c.payload()[STAMP_LEN as usize..],
             None => &[],
         }
     }
@@ -688,7 +711,7 @@ impl std::ops::Deref for Reservation<'_> {
 impl std::ops::DerefMut for Reservation<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.claim {
-            Some(c) => c.payload_mut(),
+            Some(c) => &mut c.payload_mut()[STAMP_LEN as usize..],
             None => &mut [],
         }
     }

@@ -57,6 +57,9 @@ defects! {
         PaddingPastReserved => "padding runs past the end of the reserved space",
         /// An in-progress frame that ends past the tail or the data limit.
         InProgressPastReserved => "in-progress frame runs past the reserved space",
+        /// A data frame whose payload is too short to hold its record's
+        /// append time.
+        MissingTime => "data frame too short to hold its record's append time",
         /// An end-of-segment marker in a segment whose tail has not crossed
         /// the data limit.
         EndInPartialSegment => "end-of-segment marker in a segment that is not full",

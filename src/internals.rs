@@ -12,14 +12,29 @@ use crate::boot::BootId;
 
 static PINNED: Mutex<Option<(u64, BootId)>> = Mutex::new(None);
 
-/// From now on, in this process, segments are created at `created_nanos`
-/// and the machine's boot id reads as `boot_id` (the kernel's text form).
+/// The pinned append time of records (0: not pinned): an atomic, so the
+/// append path pays a relaxed load for it, not a lock.
+static PINNED_STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// From now on, in this process, segments are created at `created_nanos`,
+/// records are appended at that time too, and the machine's boot id reads
+/// as `boot_id` (the kernel's text form).
 ///
 /// # Panics
 /// If `boot_id` is not a boot id.
 pub fn pin(created_nanos: u64, boot_id: &str) {
     let boot = BootId::parse(boot_id).expect("a boot id: 32 hex digits");
     *PINNED.lock().unwrap_or_else(|e| e.into_inner()) = Some((created_nanos, boot));
+    PINNED_STAMP.store(created_nanos, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The pinned append time of records, if [`pin`] was called.
+#[inline]
+pub(crate) fn pinned_stamp() -> Option<u64> {
+    match PINNED_STAMP.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        t => Some(t),
+    }
 }
 
 /// The pinned creation time and boot id, if [`pin`] was called.

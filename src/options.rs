@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::OptionsDefect;
-use crate::format::frame::MAX_RECORD;
+use crate::format::frame::{MAX_RECORD, STAMP_LEN};
 use crate::format::header::{check_capacity, MAX_CAPACITY};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, PAGE};
 use crate::{Error, Result};
@@ -319,10 +319,12 @@ impl Options {
                 })
             }
         };
-        // The largest payload that fits an empty segment with room left for
-        // the end-of-segment frame.
-        let fits = self.segment_capacity - HEADER_LEN - 2 * FRAME_HEADER_LEN;
-        let fits = fits.min(u64::from(MAX_RECORD)) as usize;
+        // The largest record that fits an empty segment with room left for
+        // the end-of-segment frame (a record's frame holds its append time
+        // too).
+        let stamp = u64::from(STAMP_LEN);
+        let fits = self.segment_capacity - HEADER_LEN - 2 * FRAME_HEADER_LEN - stamp;
+        let fits = fits.min(u64::from(MAX_RECORD) - stamp) as usize;
         let max_record_size = match self.max_record_size {
             Some(m) if m > fits => {
                 return Err(Error::InvalidOptions {
@@ -374,7 +376,8 @@ mod tests {
     #[test]
     fn small_segments_shrink_the_default_record_limit() {
         let r = Options::new().segment_capacity(64 << 10).resolve().unwrap();
-        assert_eq!(r.max_record_size as u64, (64 << 10) - HEADER_LEN - 16);
+        // Room for the end frame, the record's frame header and its time.
+        assert_eq!(r.max_record_size as u64, (64 << 10) - HEADER_LEN - 16 - 8);
     }
 
     #[test]

@@ -694,6 +694,21 @@ impl Shared {
         best
     }
 
+    /// Every boundary the index records below the tail, in order, after
+    /// the first frame's offset: where a search by time probes.
+    pub(crate) fn index_boundaries(&self) -> Vec<u64> {
+        let tail = self.reserved_end();
+        let mut out = vec![HEADER_LEN];
+        for k in 1..=INDEX_SLOTS.min(self.capacity >> self.index_shift) {
+            if let Some(b) = self.index_entry(k).filter(|&b| b < tail) {
+                if b > *out.last().unwrap_or(&0) {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+
     /// The lowest boundary above `off` and at or below `limit` that the
     /// index records: where a reader or recovery resumes after damage at
     /// `off`, without taking any bytes in between for a frame.

@@ -3,7 +3,7 @@
 use std::hint;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{FrameDefect, PositionDefect};
 use crate::format::frame::{self, Header};
@@ -144,6 +144,7 @@ pub struct Reader {
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
     payload: &'a [u8],
+    stamp: u64,
     position: Position,
     next: Position,
 }
@@ -163,6 +164,38 @@ impl<'a> Record<'a> {
     /// The payload, with the lifetime of the borrow of the reader.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.payload
+    }
+
+    /// When the record was appended: the appender's real-time clock when
+    /// it reserved the record's room (`CLOCK_REALTIME_COARSE`: exact to
+    /// the kernel's tick, 1 to 4 ms; the records of one batch share one
+    /// time). Stored in the record's frame, under its CRC.
+    ///
+    /// Times follow positions as long as the clock does: a clock set back
+    /// (by hand, or by NTP stepping it) gives later records earlier times,
+    /// and two appenders whose appends overlap may store times out of
+    /// position order by the length of the overlap.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// use std::time::{Duration, SystemTime};
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// log.appender()?.append(b"now")?;
+    /// let t = log.reader().try_next()?.unwrap().timestamp();
+    /// let age = SystemTime::now().duration_since(t).unwrap_or_default();
+    /// assert!(age < Duration::from_secs(60));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.stamp)
+    }
+
+    /// The append time, in nanoseconds since the Unix epoch (see
+    /// [`timestamp`](Self::timestamp)).
+    pub fn timestamp_nanos(&self) -> u64 {
+        self.stamp
     }
 }
 
@@ -199,6 +232,7 @@ impl AsRef<[u8]> for Record<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OwnedRecord {
     payload: Vec<u8>,
+    stamp: u64,
     position: Position,
     next: Position,
 }
@@ -223,12 +257,18 @@ impl OwnedRecord {
     pub fn into_payload(self) -> Vec<u8> {
         self.payload
     }
+
+    /// When the record was appended (see [`Record::timestamp`]).
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.stamp)
+    }
 }
 
 impl From<Record<'_>> for OwnedRecord {
     fn from(r: Record<'_>) -> Self {
         Self {
             payload: r.payload.to_vec(),
+            stamp: r.stamp,
             position: r.position,
             next: r.next,
         }
@@ -388,6 +428,67 @@ impl Reader {
         let mut reader = Reader::new(Arc::clone(log), seg, start);
         reader.seek_to(pos)?;
         Ok(reader)
+    }
+
+    /// A reader at the first record of `log` appended at or after `t`
+    /// (nanoseconds since the Unix epoch), or at the end of the log if
+    /// there is none (see [`Log::reader_at_time`](crate::Log::reader_at_time)).
+    ///
+    /// Two binary searches over proven boundaries, each probing the time of
+    /// the first record at or after a boundary: over the segments (their
+    /// first frames), then over the boundaries the chosen segment's index
+    /// records (1/768th of its capacity apart); then a walk of at most one
+    /// index stride to the record.
+    pub(crate) fn at_time(log: &Arc<Store>, t: u64) -> Result<Reader> {
+        // The time of the first record at or after `off` of `seg` (it may
+        // be in a later segment); `None` if there is none yet.
+        let probe = |seg: &Arc<Segment>, off: u64| -> Result<Option<u64>> {
+            let mut r = Reader::new(Arc::clone(log), Arc::clone(seg), off);
+            Ok(r.try_next()?.map(|rec| rec.stamp))
+        };
+        let mut segs = Vec::new();
+        for base in log.dir.segments()? {
+            // Retention may delete the oldest meanwhile: skip what is gone.
+            if let Some(seg) = log.segment(base)? {
+                segs.push(seg);
+            }
+        }
+        let Some(first) = segs.first() else {
+            return Ok(Reader::new(Arc::clone(log), log.oldest(), HEADER_LEN));
+        };
+        let mut start = (Arc::clone(first), HEADER_LEN);
+        // The last segment whose first record is older than `t`.
+        let (mut lo, mut hi) = (0, segs.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match probe(&segs[mid], HEADER_LEN)? {
+                Some(s) if s < t => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        if lo > 0 {
+            let seg = &segs[lo - 1];
+            // The last recorded boundary of it whose next record is older.
+            let marks = seg.shared().index_boundaries();
+            let (mut a, mut b) = (0, marks.len());
+            while a < b {
+                let mid = a + (b - a) / 2;
+                match probe(seg, marks[mid])? {
+                    Some(s) if s < t => a = mid + 1,
+                    _ => b = mid,
+                }
+            }
+            start = (Arc::clone(seg), marks[a.max(1) - 1]);
+        }
+        let mut reader = Reader::new(Arc::clone(log), start.0, start.1);
+        loop {
+            let before = reader.clone();
+            match reader.try_next()? {
+                Some(rec) if rec.stamp >= t => return Ok(before),
+                Some(_) => {}
+                None => return Ok(reader),
+            }
+        }
     }
 
     /// Makes the reader walk from its (proven) position to `target`,
@@ -642,11 +743,20 @@ impl Reader {
     fn record(&self, off: u64, len: u32) -> Result<Record<'_>> {
         let pos = self.seg.base() + off;
         match self.seg.shared().slot(off, self.readable) {
-            Ok(Slot::Data { payload, .. }) if payload.len() == len as usize => Ok(Record {
-                payload,
-                position: Position::from(pos),
-                next: Position::from(pos + frame::frame_len(len)),
-            }),
+            Ok(Slot::Data { payload, .. }) if payload.len() == len as usize => {
+                match frame::split_record(payload) {
+                    Some((stamp, record)) => Ok(Record {
+                        payload: record,
+                        stamp,
+                        position: Position::from(pos),
+                        next: Position::from(pos + frame::frame_len(len)),
+                    }),
+                    None => Err(Error::CorruptFrame {
+                        position: Position::from(pos),
+                        reason: FrameDefect::MissingTime,
+                    }),
+                }
+            }
             _ => Err(Error::CorruptFrame {
                 position: Position::from(pos),
                 reason: FrameDefect::ChangedUnderReader,
@@ -713,6 +823,12 @@ impl Reader {
                             position: Position::from(pos),
                             stored: crc,
                             computed,
+                        });
+                    }
+                    if len < frame::STAMP_LEN {
+                        return Err(Error::CorruptFrame {
+                            position: Position::from(pos),
+                            reason: FrameDefect::MissingTime,
                         });
                     }
                     // A writer reserves (moves the tail past its frame)

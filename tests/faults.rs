@@ -470,7 +470,10 @@ fn a_segment_truncated_by_another_program_is_detected_not_read_past() {
     let kept = positions
         .iter()
         .enumerate()
-        .filter(|(i, p)| p.get() + 8 + payload(9, *i as u64, 1000).len() as u64 <= cut)
+        .filter(|(i, p)| {
+            let len = payload(9, *i as u64, 1000).len() as u32;
+            p.get() + tidelog::format::frame::record_frame_len(len) <= cut
+        })
         .count();
     // A child reads (read-only, then writable): typed errors, no signal.
     let child = spawn(

@@ -37,14 +37,15 @@ fn smuggling_log(dir: &Path) -> (BTreeMap<u64, Vec<u8>>, u64) {
     let mut r = a.reserve(OUTER_LEN).unwrap();
     let outer = r.position().get();
     r.fill(0xAB);
-    // Payload byte j sits at position outer + 8 + j.
+    // Record byte j sits at position outer + 16 + j (after the frame's
+    // header and the record's append time).
     let inner_at = 64;
     let mut forged = Vec::new();
-    frame::encode_data(outer + 8 + inner_at as u64, SMUGGLED, &mut forged);
+    frame::encode_record(outer + 16 + inner_at as u64, 1, SMUGGLED, &mut forged);
     r[inner_at..inner_at + forged.len()].copy_from_slice(&forged);
     let mut j = inner_at + forged.len();
     while j + 8 <= OUTER_LEN {
-        let w = frame::padding_word(outer + 8 + j as u64, 0);
+        let w = frame::padding_word(outer + 16 + j as u64, 0);
         r[j..j + 8].copy_from_slice(&w.to_le_bytes());
         j += 8;
     }
@@ -102,7 +103,7 @@ fn reader_at_a_position_inside_a_record_is_refused_even_where_a_frame_is_forged(
     ] {
         // Every 8-byte position inside the outer record, the forged data
         // frame's and the forged padding frames' included.
-        for p in (outer + 8..outer + 8 + OUTER_LEN as u64).step_by(8) {
+        for p in (outer + 8..outer + 16 + OUTER_LEN as u64).step_by(8) {
             match log.reader_at(Position::from(p)) {
                 Err(Error::InvalidPosition { position, .. }) => assert_eq!(position.get(), p),
                 Err(e) => panic!("{p}: {e}"),

@@ -447,7 +447,7 @@ fn a_writer_stopped_between_reserve_and_commit_is_unblocked_and_republishes() {
     assert_eq!(
         frame::decode(word, reserved),
         Ok(Header::Padding {
-            len: (frame::frame_len(11) - 8) as u32
+            len: (frame::record_frame_len(11) - 8) as u32
         })
     );
 

@@ -102,7 +102,8 @@ fn child() {
                     say(format!("durable {seq} {at}"));
                     continue;
                 }
-                pending.push_back((seq, at, at + 8 + r.len() as u64));
+                let end = at + tidelog::format::frame::record_frame_len(r.len() as u32);
+                pending.push_back((seq, at, end));
                 if seq % 64 == 63 {
                     let durable = if p == "buffered" && seq % 256 == 255 {
                         log.sync().unwrap().get()

@@ -60,7 +60,7 @@ fn full_first_step(dir: &Path, room: u64) -> (Log, Log, tidelog::Reader, u64) {
     let old_len = std::fs::metadata(&path).unwrap().len();
     let mut a = writer.appender().unwrap();
     while u64::from(writer.end_position().unwrap()) < old_len - room {
-        a.append(&[1u8; 56]).unwrap();
+        a.append(&[1u8; 48]).unwrap();
     }
     assert_eq!(u64::from(writer.end_position().unwrap()), old_len - room);
     let reader_log = opts.open_read_only(dir).unwrap();

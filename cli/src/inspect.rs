@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tidelog::{Error, Log, Position, Stall, StallOwner};
 
@@ -37,12 +37,14 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Log> {
     Ok(Log::open_read_only(dir)?)
 }
 
-/// Where a command starts reading: `start`, `end`, or a record's position.
+/// Where a command starts reading: `start`, `end`, a record's position, or
+/// the first record appended at or after a time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum From {
     Start,
     End,
     At(u64),
+    Time(SystemTime),
 }
 
 impl std::str::FromStr for From {
@@ -51,12 +53,115 @@ impl std::str::FromStr for From {
         match s {
             "start" => Ok(From::Start),
             "end" => Ok(From::End),
-            _ => s
+            _ if s.bytes().all(|b| b.is_ascii_digit()) => s
                 .parse()
                 .map(From::At)
-                .map_err(|_| format!("{s:?} is not start, end or a record position (a number)")),
+                .map_err(|_| format!("{s:?} is too large for a position")),
+            _ => parse_rfc3339(s).map(From::Time).ok_or_else(|| {
+                format!(
+                    "{s:?} is not start, end, a record position (a number) \
+                     or an RFC 3339 time (2026-12-01T09:30:00Z)"
+                )
+            }),
         }
     }
+}
+
+/// A time in RFC 3339: `2026-12-01T09:30:00Z`, with optional fractional
+/// seconds and a `Z` or `+HH:MM` offset (`t` or a space may separate date
+/// and time).
+pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let d = b.get(r)?;
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| d.iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0')))
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + u32::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// A duration as `--since` takes it: a number and a unit (`ms`, `s`, `m`,
+/// `h`, `d`), or several (`1h30m`).
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 90s, 10m, 1h30m or 2d");
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let part = match &rest[..unit] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit..];
+        total = total.saturating_add(part);
+    }
+    Ok(total)
 }
 
 /// A reader of `log` at `from`, with a clear error for a position past the
@@ -75,6 +180,16 @@ pub(crate) fn reader_from(log: &Log, from: From) -> Result<tidelog::Reader> {
             }
             Ok(log.reader_at(Position::from(p))?)
         }
+        From::Time(t) => Ok(log.reader_at_time(t)?),
+    }
+}
+
+/// Where to start, from `--from` and `--since` (which clap keeps apart).
+pub(crate) fn start(from: Option<From>, since: Option<Duration>) -> From {
+    match (from, since) {
+        (_, Some(ago)) => From::Time(SystemTime::now().checked_sub(ago).unwrap_or(UNIX_EPOCH)),
+        (Some(f), None) => f,
+        (None, None) => From::Start,
     }
 }
 
@@ -92,6 +207,13 @@ pub(crate) fn human(bytes: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// A time as RFC 3339 with nanoseconds (UTC): a record's append time.
+pub(crate) fn rfc3339_nanos(t: SystemTime) -> String {
+    let nanos = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let whole = rfc3339(t);
+    format!("{}.{nanos:09}Z", &whole[..whole.len() - 1])
 }
 
 /// A time as RFC 3339 (UTC, seconds).
@@ -182,17 +304,26 @@ pub struct CatArgs {
     /// The log directory.
     dir: PathBuf,
     /// Where to start: `start` (the oldest record, the default), `end`,
-    /// or a record's position.
-    #[arg(long, default_value = "start")]
-    from: From,
+    /// a record's position, or an RFC 3339 time (the first record appended
+    /// at or after it, e.g. 2026-12-01T09:30:00Z).
+    #[arg(long, conflicts_with = "since")]
+    from: Option<From>,
+    /// Start at the first record appended this long ago or later: 90s,
+    /// 10m, 1h30m, 2d.
+    #[arg(long, value_parser = parse_duration)]
+    since: Option<Duration>,
     /// Keep waiting for new records.
     #[arg(long, short)]
     follow: bool,
     /// Prefix each record with its position.
     #[arg(long, short)]
     positions: bool,
-    /// Print JSON lines: `{"position": P, "next": N, "payload": TEXT}`,
-    /// or `"payload_base64"` for a record that is not UTF-8.
+    /// Prefix each record with its append time (RFC 3339, UTC).
+    #[arg(long, short)]
+    times: bool,
+    /// Print JSON lines: `{"position": P, "next": N, "time": RFC3339,
+    /// "payload": TEXT}`, or `"payload_base64"` for a record that is not
+    /// UTF-8.
     #[arg(long)]
     json: bool,
     /// Step over damaged records (saying where on standard error) instead
@@ -261,7 +392,7 @@ pub(crate) fn warn_stall(stall: Option<Stall>, warned: &mut Option<Position>) {
 
 pub fn cat(args: CatArgs) -> Result<ExitCode> {
     let log = open_existing(&args.dir)?;
-    let mut reader = reader_from(&log, args.from)?;
+    let mut reader = reader_from(&log, start(args.from, args.since))?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut warned = None;
@@ -280,6 +411,7 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
                 let mut line = serde_json::json!({
                     "position": record.position().get(),
                     "next": record.next_position().get(),
+                    "time": rfc3339_nanos(record.timestamp()),
                 });
                 match std::str::from_utf8(&record) {
                     Ok(text) => line["payload"] = text.into(),
@@ -292,6 +424,9 @@ pub fn cat(args: CatArgs) -> Result<ExitCode> {
             Ok(Some(record)) => {
                 if args.positions {
                     write!(out, "{}\t", record.position())?;
+                }
+                if args.times {
+                    write!(out, "{}\t", rfc3339_nanos(record.timestamp()))?;
                 }
                 out.write_all(record.escape_ascii().to_string().as_bytes())?;
                 out.write_all(b"\n")?;

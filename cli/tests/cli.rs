@@ -65,10 +65,11 @@ fn verify_reports_damage_and_fails() {
         "bbbbbbbbbbbbbbbb",
         "cccccccccccccccc",
     ]);
-    // Flip a byte of the second record (the first is at 4096, 24 bytes).
+    // Flip a byte of the second record (the first is at 4096: a frame of
+    // 32 bytes, header, append time and record).
     let seg = dir.join(format!("{:016x}.tlog", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[4096 + 24 + 10] ^= 1;
+    bytes[4096 + 32 + 20] ^= 1;
     std::fs::write(&seg, bytes).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tidelog"))
         .args(["verify", d])
@@ -460,10 +461,11 @@ fn cat_skips_damage_when_told_and_ends_quietly_on_a_closed_pipe() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Damage the record at index 100 (all records are 12 bytes: frames of 24).
+    // Damage the record at index 100 (all records are 12 bytes: frames of
+    // 32 with the header and the append time).
     let seg = dir.join(format!("{:016x}.tlog", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[4096 + 24 * 100 + 10] ^= 1;
+    bytes[4096 + 32 * 100 + 20] ^= 1;
     std::fs::write(&seg, bytes).unwrap();
     // Without --skip-damaged: the records before, then exit 3.
     let (code, out, err) = run(&["cat", d], b"");
@@ -544,4 +546,80 @@ fn info_and_cat_speak_json_and_info_shows_units() {
 
 fn text_of(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn cat_starts_at_a_time_and_prints_record_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (code, _, err) = run(&["append", "--create", d, "early"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let (code, cut, err) = run(&["cat", "--json", "--from", "end", d], b"");
+    assert_eq!((code, cut.len()), (Some(0), 0), "{err}");
+    // The cut between the two records, as RFC 3339 with a fraction.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let (code, _, err) = run(&["append", d, "late"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    let rfc = |secs: u64, nanos: u32| {
+        // Through `date`, to check the parser against another implementation.
+        let out = Command::new("date")
+            .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"])
+            .output()
+            .unwrap();
+        format!(
+            "{}.{nanos:09}Z",
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    };
+    let between = rfc(now.as_secs(), now.subsec_nanos());
+    let (code, out, err) = run(&["cat", "--from", &between, d], b"");
+    assert_eq!(
+        (code, out),
+        (Some(0), b"late\n".to_vec()),
+        "{between}: {err}"
+    );
+    // The same instant with an offset.
+    let shifted = {
+        let s = rfc(now.as_secs() + 5400, now.subsec_nanos());
+        s.replace('Z', "+01:30")
+    };
+    let (code, out, err) = run(&["cat", "--from", &shifted, d], b"");
+    assert_eq!(
+        (code, out),
+        (Some(0), b"late\n".to_vec()),
+        "{shifted}: {err}"
+    );
+    // --since: both records are younger than an hour, none is from the future.
+    let (code, out, _) = run(&["cat", "--since", "1h", d], b"");
+    assert_eq!((code, out), (Some(0), b"early\nlate\n".to_vec()));
+    let (code, out, _) = run(&["cat", "--since", "0s", d], b"");
+    assert_eq!((code, out.len()), (Some(0), 0));
+    // JSON lines carry each record's time, between the cuts.
+    let (code, out, _) = run(&["cat", "--json", d], b"");
+    assert_eq!(code, Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let times: Vec<&str> = lines.iter().map(|l| l["time"].as_str().unwrap()).collect();
+    assert!(
+        times[0] < between.as_str() && between.as_str() < times[1],
+        "{times:?}"
+    );
+    // Usage errors: a time that is not one, and --from with --since.
+    for bad in [
+        &["cat", "--from", "2026-13-01T00:00:00Z", d][..],
+        &["cat", "--from", "2026-12-01 10:00", d],
+        &["cat", "--since", "10 minutes", d],
+        &["cat", "--since", "10m", "--from", "start", d],
+    ] {
+        let (code, _, err) = run(bad, b"");
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+    }
 }

@@ -107,7 +107,7 @@ fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
             // Published records, most of the time.
             0..=2 => {
                 let fill = u.arbitrary::<u8>().unwrap_or(0);
-                frame::encode_data(pos, &vec![fill; len as usize], &mut body)
+                frame::encode_record(pos, u64::from(len), &vec![fill; len as usize], &mut body)
             }
             // A writer that died after claiming, with part of its payload.
             3 => {
@@ -123,8 +123,8 @@ fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
             }
             // A published record damaged afterwards.
             6 => {
-                frame::encode_data(pos, &vec![0x42; len as usize], &mut body);
-                let at = start + u.int_in_range(0..=flen - 1).unwrap_or(0);
+                frame::encode_record(pos, 7, &vec![0x42; len as usize], &mut body);
+                let at = start + u.int_in_range(0..=body.len() - start - 1).unwrap_or(0);
                 body[at] ^= 1 << u.int_in_range(0..=7).unwrap_or(0);
             }
             _ => {
@@ -239,13 +239,17 @@ fn drain(
                     let pos = u64::from(r.position());
                     let at = pos as usize;
                     let head: [u8; 8] = image[at..at + 8].try_into().unwrap();
-                    assert_eq!(&image[at + 8..at + 8 + r.len()], &r[..]);
+                    // After the header, the record's append time.
+                    let stamp = frame::STAMP_LEN as usize;
+                    let payload = &image[at + 8..at + 8 + stamp + r.len()];
+                    assert_eq!(&payload[stamp..], &r[..]);
+                    assert_eq!(&payload[..stamp], &r.timestamp_nanos().to_le_bytes());
                     let word = u64::from_le_bytes(head);
                     match frame::decode(word, pos) {
                         Ok(Header::Data { len, crc }) => {
-                            assert_eq!(len as usize, r.len());
+                            assert_eq!(len as usize, payload.len());
                             assert!(
-                                frame::check_data(pos, len, crc, &r).is_ok(),
+                                frame::check_data(pos, len, crc, payload).is_ok(),
                                 "delivered a record failing its CRC"
                             );
                         }
@@ -884,14 +888,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         &[0u8; 300][..],
     ] {
         let start = run.len();
-        frame::encode_data(p, payload, &mut run);
+        frame::encode_record(p, 1_764_460_800_000_000_000, payload, &mut run);
         p += (run.len() - start) as u64;
     }
     run.extend_from_slice(&frame::padding_word(p, 16).to_le_bytes());
     run.extend_from_slice(&[0; 16]);
     p += 24;
-    run.extend_from_slice(&frame::in_progress_word(5).to_le_bytes());
-    run.extend_from_slice(&[0; 8]);
+    run.extend_from_slice(&frame::in_progress_word(13).to_le_bytes());
+    run.extend_from_slice(&[0; 16]);
     out.push(("frame", "seed-run".to_owned(), run));
     let mut end = 4096u64.to_le_bytes().to_vec();
     end.extend_from_slice(&frame::end_word(4096).to_le_bytes());
@@ -984,12 +988,13 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let outer = r.position().get();
         r.fill(0xAB);
         let mut forged = Vec::new();
-        frame::encode_data(outer + 8 + 16, b"smuggled", &mut forged);
+        // Record byte `j` sits after the frame header and the append time.
+        frame::encode_record(outer + 16 + 16, 1, b"smuggled", &mut forged);
         r[16..16 + forged.len()].copy_from_slice(&forged);
         let mut j = 16 + forged.len();
         while j + 8 <= 200 {
             r[j..j + 8]
-                .copy_from_slice(&frame::padding_word(outer + 8 + j as u64, 0).to_le_bytes());
+                .copy_from_slice(&frame::padding_word(outer + 16 + j as u64, 0).to_le_bytes());
             j += 8;
         }
         r.commit().unwrap();
