@@ -35,9 +35,10 @@ async fn consume(dir: &Path) -> Result<u64, tidelog::Error> {
     let log = Log::open(dir)?;
     let mut consumer = log.consumer_from("dashboard", StartAt::Beginning)?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    // Shutdown after a quiet second, as a service would on a signal.
+    // Shutdown after a quiet second once records flow (the producer
+    // process may take a while to start), as a service would on a signal.
     let mut n = 0u64;
-    let mut quiet = Box::pin(tokio::time::sleep(Duration::from_secs(1)));
+    let mut quiet = Box::pin(tokio::time::sleep(Duration::from_secs(30)));
     loop {
         tokio::select! {
             record = consumer.next_async() => {

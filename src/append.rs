@@ -160,9 +160,9 @@ impl Appender {
         let len = self.check_len(payload.len())?;
         self.before_append()?;
         let flen = frame::record_frame_len(len);
-        let stamp = stamp_now();
         let at = self.claimed(flen, |seg, w, off| {
             let mut claim = w.claim(off, len + STAMP_LEN)?;
+            let stamp = stamp_now();
             let (time, record) = claim.payload_mut().split_at_mut(STAMP_LEN as usize);
             time.copy_from_slice(&stamp.to_le_bytes());
             record.copy_from_slice(payload);
@@ -257,9 +257,9 @@ impl Appender {
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
         let len32 = self.check_len(len)?;
         self.before_append()?;
-        let stamp = stamp_now();
         let claimed = self.claim_loop(frame::record_frame_len(len32), |seg, _, off| {
             let mut claim = seg.shared().claim_owned(off, len32 + STAMP_LEN)?;
+            let stamp = stamp_now();
             claim.payload_mut()[..STAMP_LEN as usize].copy_from_slice(&stamp.to_le_bytes());
             Some((claim, seg.base() + off))
         });
@@ -401,9 +401,12 @@ impl Appender {
             // A reservation that cannot fit even an empty segment of this
             // (possibly foreign-made) capacity would roll over forever.
             if HEADER_LEN + flen > seg.data_limit() {
+                // In record bytes: less the frame's header and the
+                // record's time (`len` may still count alignment).
+                let overhead = FRAME_HEADER_LEN + u64::from(STAMP_LEN);
                 return Err(Error::RecordTooLarge {
-                    len: (flen - FRAME_HEADER_LEN) as usize,
-                    max: (seg.data_limit() - HEADER_LEN - FRAME_HEADER_LEN) as usize,
+                    len: (flen - overhead) as usize,
+                    max: (seg.data_limit() - HEADER_LEN - overhead) as usize,
                 });
             }
             let Some(w) = seg.shared().writer() else {
@@ -583,7 +586,8 @@ fn publish_batch(
 ) -> Option<(usize, Option<(Position, Position)>)> {
     let mut at = off;
     let mut span: Option<(Position, Position)> = None;
-    // One clock read for the batch: its records are appended together.
+    // One clock read for the reservation: its records are appended
+    // together.
     let stamp = stamp_now();
     for (i, &payload) in chunk.iter().enumerate() {
         let len = payload.len() as u32;

@@ -20,6 +20,9 @@ pub enum StartAt {
     End,
     /// At this position (a record's, or the one just after a record).
     Position(Position),
+    /// At the first record appended at or after this time (see
+    /// [`Log::reader_at_time`](crate::Log::reader_at_time)).
+    Time(SystemTime),
 }
 
 /// A durable named consumer: reads like a [`Reader`], and commits how far

@@ -166,10 +166,13 @@ impl<'a> Record<'a> {
         self.payload
     }
 
-    /// When the record was appended: the appender's real-time clock when
-    /// it reserved the record's room (`CLOCK_REALTIME_COARSE`: exact to
-    /// the kernel's tick, 1 to 4 ms; the records of one batch share one
-    /// time). Stored in the record's frame, under its CRC.
+    /// When the record was appended: the appender's real-time clock just
+    /// after it reserved the record's room (`CLOCK_REALTIME_COARSE`: exact
+    /// to the kernel's tick, 1 to 4 ms). The records of one reservation of
+    /// [`append_batch`](crate::Appender::append_batch) (up to 256 KiB)
+    /// share one time; a [`reserve`](crate::Appender::reserve)d record has
+    /// the time of its reservation, not of its commit. Stored in the
+    /// record's frame, under its CRC.
     ///
     /// Times follow positions as long as the clock does: a clock set back
     /// (by hand, or by NTP stepping it) gives later records earlier times,
@@ -438,7 +441,9 @@ impl Reader {
     /// the first record at or after a boundary: over the segments (their
     /// first frames), then over the boundaries the chosen segment's index
     /// records (1/768th of its capacity apart); then a walk of at most one
-    /// index stride to the record.
+    /// index stride to the record. A probe that meets a record not yet
+    /// complete (an appender's, live or dead, not yet passed) finds no time
+    /// there, which the search takes for "not older than `t`".
     pub(crate) fn at_time(log: &Arc<Store>, t: u64) -> Result<Reader> {
         // The time of the first record at or after `off` of `seg` (it may
         // be in a later segment); `None` if there is none yet.
@@ -446,40 +451,51 @@ impl Reader {
             let mut r = Reader::new(Arc::clone(log), Arc::clone(seg), off);
             Ok(r.try_next()?.map(|rec| rec.stamp))
         };
-        let mut segs = Vec::new();
-        for base in log.dir.segments()? {
-            // Retention may delete the oldest meanwhile: skip what is gone.
-            if let Some(seg) = log.segment(base)? {
-                segs.push(seg);
-            }
-        }
-        let Some(first) = segs.first() else {
-            return Ok(Reader::new(Arc::clone(log), log.oldest(), HEADER_LEN));
-        };
-        let mut start = (Arc::clone(first), HEADER_LEN);
-        // The last segment whose first record is older than `t`.
-        let (mut lo, mut hi) = (0, segs.len());
+        let bases = log.dir.segments()?;
+        // The last segment whose first record is older than `t`; only the
+        // segments probed are opened. One retention deleted meanwhile is
+        // older than any left.
+        let (mut lo, mut hi) = (0, bases.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match probe(&segs[mid], HEADER_LEN)? {
-                Some(s) if s < t => lo = mid + 1,
-                _ => hi = mid,
+            let older = match log.segment(bases[mid])? {
+                Some(seg) => probe(&seg, HEADER_LEN)?.is_some_and(|s| s < t),
+                None => true,
+            };
+            if older {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
-        if lo > 0 {
-            let seg = &segs[lo - 1];
-            // The last recorded boundary of it whose next record is older.
-            let marks = seg.shared().index_boundaries();
-            let (mut a, mut b) = (0, marks.len());
-            while a < b {
-                let mid = a + (b - a) / 2;
-                match probe(seg, marks[mid])? {
-                    Some(s) if s < t => a = mid + 1,
-                    _ => b = mid,
+        let chosen = match lo.checked_sub(1) {
+            Some(i) => log.segment(bases[i])?,
+            None => None,
+        };
+        let start = match chosen {
+            Some(seg) => {
+                // The last boundary its index records whose next record is
+                // older than `t` (the first frame's is).
+                let marks = seg.shared().index_boundaries();
+                let (mut a, mut b) = (0, marks.len());
+                while a < b {
+                    let mid = a + (b - a) / 2;
+                    if probe(&seg, marks[mid])?.is_some_and(|s| s < t) {
+                        a = mid + 1;
+                    } else {
+                        b = mid;
+                    }
                 }
+                let at = marks[a.max(1) - 1];
+                (seg, at)
             }
-            start = (Arc::clone(seg), marks[a.max(1) - 1]);
-        }
+            // Every record is at or after `t`, or the segment went: from
+            // the oldest record kept.
+            None => {
+                log.refresh_oldest();
+                (log.oldest(), HEADER_LEN)
+            }
+        };
         let mut reader = Reader::new(Arc::clone(log), start.0, start.1);
         loop {
             let before = reader.clone();

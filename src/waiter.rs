@@ -26,8 +26,9 @@
 //! registered segment (and so its mapping) only until then, and exits after
 //! a second with nothing to wait for; the next registration starts another.
 //!
-//! Kernels without `futex_waitv` (before Linux 5.16), and segments past
-//! its limit of 128 words, are polled every millisecond.
+//! Kernels without `futex_waitv` (before Linux 5.16), a seccomp filter
+//! that refuses it, and segments past its limit of 128 words are polled
+//! every millisecond.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -69,8 +70,9 @@ static STATE: Mutex<State> = Mutex::new(State {
 });
 
 fn state() -> MutexGuard<'static, State> {
-    // The lock is never held across user code (wakers are woken after it
-    // is released), so a poisoned lock still holds consistent entries.
+    // No executor code runs under the lock (wakers are cloned, woken and
+    // dropped outside it), so a poisoned lock still holds consistent
+    // entries.
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -87,6 +89,8 @@ pub(crate) fn register(
     waker: &Waker,
 ) -> io::Result<()> {
     let deadline = Instant::now() + wait;
+    // Executor code (a waker's clone and wake) runs outside the lock.
+    let new_waker = waker.clone();
     let mut st = state();
     // The same task waiting again on the same segment (each `Pending` poll
     // registers): one entry, not one per poll.
@@ -94,39 +98,86 @@ pub(crate) fn register(
         .entries
         .iter_mut()
         .find(|e| Arc::ptr_eq(&e.seg, seg) && e.waker.will_wake(waker));
-    match same {
+    let (wake_now, tell_thread) = match same {
         Some(e) => {
-            if e.seq != seq {
-                // The word moved since the older registration: its wake-up
-                // is due now (a task may poll two readers of one segment).
-                waker.wake_by_ref();
-            }
+            // The word moved since the older registration: its wake-up is
+            // due now (a task may poll two readers of one segment).
+            let moved = e.seq != seq;
+            let sooner = deadline < e.deadline;
             e.seq = seq;
             e.deadline = e.deadline.min(deadline);
+            // Otherwise the thread sleeps on this segment already, until a
+            // deadline no later than this one: nothing to tell it.
+            (moved, moved || sooner)
         }
-        None => st.entries.push(Entry {
-            seg: Arc::clone(seg),
-            seq,
-            deadline,
-            waker: waker.clone(),
-        }),
-    }
+        None => {
+            st.entries.push(Entry {
+                seg: Arc::clone(seg),
+                seq,
+                deadline,
+                waker: new_waker,
+            });
+            (false, true)
+        }
+    };
     if !st.running {
-        thread::Builder::new()
+        match thread::Builder::new()
             .name("tidelog-waiter".into())
-            .spawn(run)?;
-        st.running = true;
-        #[cfg(feature = "unstable-internals")]
-        crate::internals::waiter_running(true);
+            .spawn(run)
+        {
+            Ok(_) => {
+                st.running = true;
+                #[cfg(feature = "unstable-internals")]
+                crate::internals::waiter_running(true);
+            }
+            Err(e) => {
+                // Nobody would scan the entry: take it back, and with it
+                // the segment it holds.
+                let mut gone = Vec::new();
+                let mut i = 0;
+                while i < st.entries.len() {
+                    let e = &st.entries[i];
+                    if Arc::ptr_eq(&e.seg, seg) && e.waker.will_wake(waker) {
+                        gone.push(st.entries.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
+                drop(st);
+                drop(gone);
+                return Err(e);
+            }
+        }
     }
     drop(st);
-    CONTROL.fetch_add(1, Ordering::SeqCst);
-    calls::futex_wake(&CONTROL);
+    if wake_now {
+        waker.wake_by_ref();
+    }
+    if tell_thread {
+        CONTROL.fetch_add(1, Ordering::SeqCst);
+        calls::futex_wake(&CONTROL);
+    }
     Ok(())
+}
+
+/// Marks the thread gone if it unwinds (a waker's `wake` panicked), so that
+/// the next registration starts another, which scans the entries left
+/// behind.
+struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            state().running = false;
+            #[cfg(feature = "unstable-internals")]
+            crate::internals::waiter_running(false);
+        }
+    }
 }
 
 /// The waiter thread.
 fn run() {
+    let _running = Running;
     let mut unsupported = false;
     let mut idle_since: Option<Instant> = None;
     let mut due: Vec<Waker> = Vec::new();

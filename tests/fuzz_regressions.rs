@@ -55,8 +55,9 @@ fn raw_image_input(mode: u8, body: &[u8]) -> Vec<u8> {
 fn frame_past_the_tail(len: usize, cut: usize) -> Vec<u8> {
     use tidelog::format::{frame, HEADER_LEN};
     let mut body = Vec::new();
-    frame::encode_data(HEADER_LEN, &[7; 3], &mut body);
-    frame::encode_data(HEADER_LEN + body.len() as u64, &vec![0; len], &mut body);
+    // Appended at time 0: the whole payload of the second is zeros.
+    frame::encode_record(HEADER_LEN, 0, &[7; 3], &mut body);
+    frame::encode_record(HEADER_LEN + body.len() as u64, 0, &vec![0; len], &mut body);
     body.truncate(body.len() - cut);
     body
 }

@@ -174,3 +174,21 @@ fn seeks_by_time_among_records_of_other_processes() {
         }
     }
 }
+
+#[test]
+fn a_new_consumer_starts_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = options().open(tmp.path()).unwrap();
+    let cuts = appended(&log, 3, 500, GAP);
+    let mut c = log
+        .consumer_from("late", tidelog::StartAt::Time(cuts[2]))
+        .unwrap();
+    assert_eq!(&*c.try_next().unwrap().unwrap(), record(2, 0));
+    c.commit().unwrap();
+    drop(c);
+    // An existing name resumes where it committed, whatever the start says.
+    let mut again = log
+        .consumer_from("late", tidelog::StartAt::Time(cuts[0]))
+        .unwrap();
+    assert_eq!(&*again.try_next().unwrap().unwrap(), record(2, 1));
+}

@@ -53,7 +53,7 @@ impl std::str::FromStr for From {
         match s {
             "start" => Ok(From::Start),
             "end" => Ok(From::End),
-            _ if s.bytes().all(|b| b.is_ascii_digit()) => s
+            _ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
                 .parse()
                 .map(From::At)
                 .map_err(|_| format!("{s:?} is too large for a position")),
@@ -86,7 +86,15 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in_month = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || !(1..=days_in_month).contains(&d) || h > 23 || mi > 59 || sec > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -132,7 +140,10 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    let secs = u64::try_from(secs).ok()?;
+    // Before 1970: before every record.
+    let Ok(secs) = u64::try_from(secs) else {
+        return Some(UNIX_EPOCH);
+    };
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 

@@ -25,11 +25,13 @@ pub struct ConsumersArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum ConsumerAction {
-    /// Move a consumer (not running now) to the start, the end, or a position.
+    /// Move a consumer (not running now) to the start, the end, a position
+    /// or a time.
     Reset {
         /// The consumer's name.
         name: String,
-        /// `start`, `end`, or a record's position.
+        /// `start`, `end`, a record's position, or an RFC 3339 time (the
+        /// first record appended at or after it).
         #[arg(long)]
         to: String,
     },
@@ -44,10 +46,16 @@ fn start_at(to: &str) -> Result<StartAt> {
     Ok(match to {
         "start" => StartAt::Beginning,
         "end" => StartAt::End,
-        p => StartAt::Position(Position::from(
-            p.parse::<u64>()
-                .map_err(|_| format!("--to takes start, end or a position, not {p:?}"))?,
-        )),
+        p => match (p.parse::<u64>(), crate::inspect::parse_rfc3339(p)) {
+            (Ok(n), _) => StartAt::Position(Position::from(n)),
+            (_, Some(t)) => StartAt::Time(t),
+            _ => {
+                return Err(format!(
+                    "--to takes start, end, a position or an RFC 3339 time, not {p:?}"
+                )
+                .into())
+            }
+        },
     })
 }
 
@@ -158,7 +166,8 @@ enum GroupAction {
     Reset {
         /// The group's name.
         name: String,
-        /// `start`, `end`, or a record's position.
+        /// `start`, `end`, a record's position, or an RFC 3339 time (the
+        /// first record appended at or after it).
         #[arg(long)]
         to: String,
     },

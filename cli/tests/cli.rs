@@ -190,6 +190,30 @@ fn consumers_tail_and_trim() {
     let json: serde_json::Value =
         serde_json::from_slice(&tidelog(&["consumers", "--json", d]).stdout).unwrap();
     assert_eq!(json[0]["lag_records"], 21);
+    // By time: every record is older than the year 2100, none older than
+    // 2000.
+    tidelog(&[
+        "consumers",
+        d,
+        "reset",
+        "ops",
+        "--to",
+        "2100-01-01T00:00:00Z",
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["consumers", "--json", d]).stdout).unwrap();
+    assert_eq!(json[0]["lag_records"], 0);
+    tidelog(&[
+        "consumers",
+        d,
+        "reset",
+        "ops",
+        "--to",
+        "2000-01-01T00:00:00Z",
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&tidelog(&["consumers", "--json", d]).stdout).unwrap();
+    assert_eq!(json[0]["lag_records"], 21);
     let info = text(&tidelog(&["info", d]));
     assert!(info.contains("ops"), "{info}");
     tidelog(&["consumers", d, "delete", "ops"]);
@@ -621,5 +645,31 @@ fn cat_starts_at_a_time_and_prints_record_times() {
     ] {
         let (code, _, err) = run(bad, b"");
         assert_eq!(code, Some(2), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn times_that_do_not_exist_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (code, _, err) = run(&["append", "--create", d, "x"], b"");
+    assert_eq!(code, Some(0), "{err}");
+    for bad in [
+        "2026-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-12-01T24:00:00Z",
+        "2026-12-01T10:00:00+25:00",
+        "2026-12-01T10:00:00",
+        "",
+    ] {
+        let (code, _, err) = run(&["cat", "--from", bad, d], b"");
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+    }
+    // A leap day that exists, and a time before 1970: both fine.
+    for good in ["2024-02-29T12:00:00.5Z", "1969-12-31T23:59:59Z"] {
+        let (code, out, err) = run(&["cat", "--from", good, d], b"");
+        assert_eq!((code, out), (Some(0), b"x\n".to_vec()), "{good}: {err}");
     }
 }

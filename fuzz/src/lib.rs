@@ -109,10 +109,12 @@ fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
                 let fill = u.arbitrary::<u8>().unwrap_or(0);
                 frame::encode_record(pos, u64::from(len), &vec![fill; len as usize], &mut body)
             }
-            // A writer that died after claiming, with part of its payload.
+            // A writer that died after claiming, with part of its payload
+            // (a record's: its time, then the record).
             3 => {
+                let len = len + frame::STAMP_LEN;
                 body.extend_from_slice(&frame::in_progress_word(len).to_le_bytes());
-                body.resize(start + flen, 0xCD);
+                body.resize(start + frame::frame_len(len) as usize, 0xCD);
             }
             // A writer that died right after reserving.
             4 => body.resize(start + flen, 0),
@@ -622,7 +624,8 @@ pub fn ops(data: &[u8]) {
                     let mut t = [0u8; 8];
                     f.read_exact_at(&mut t, 128).unwrap();
                     let tail = u64::from_le_bytes(t);
-                    let len = u32::from(len) % 512;
+                    // A record's payload: its append time, then the record.
+                    let len = u32::from(len) % 512 + frame::STAMP_LEN;
                     let flen = frame::frame_len(len);
                     let flen_end = tail + flen;
                     if flen_end + 8 <= CAPACITY && flen_end <= f.metadata().unwrap().len() {

@@ -29,8 +29,9 @@ use crate::error::FrameDefect;
 /// The largest payload a frame can describe (28 bits of length).
 pub const MAX_PAYLOAD: u32 = (1 << 28) - 1;
 
-/// The largest record: the largest payload whose whole frame can still be
-/// turned into one padding frame (whose length must be a multiple of 8).
+/// The largest data frame payload: the largest whose whole frame can still
+/// be turned into one padding frame (whose length must be a multiple of
+/// 8). The largest record is [`STAMP_LEN`] bytes less.
 pub const MAX_RECORD: u32 = MAX_PAYLOAD & !7;
 
 /// Bytes a data frame's payload holds before the record: its append time.

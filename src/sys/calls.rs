@@ -319,8 +319,8 @@ pub(crate) enum Waited {
     /// Woken, a word did not hold its value, a signal, or the timeout: the
     /// caller re-checks every word.
     Returned,
-    /// The kernel has no `futex_waitv` (Linux before 5.16): the caller
-    /// must poll.
+    /// The call failed otherwise: the kernel has no `futex_waitv` (Linux
+    /// before 5.16), or a seccomp filter refuses it. The caller must poll.
     Unsupported,
 }
 
@@ -379,8 +379,9 @@ pub(crate) fn futex_waitv(
     // through a `FutexWord`, which borrows the `Mapping` it lies in, so the
     // mapping stays in place). The kernel only reads the words (allowed on
     // read-only mappings). `ts` is a valid timespec that outlives the
-    // call. Every error (EAGAIN: a word changed; ETIMEDOUT; EINTR) means
-    // "re-check", except ENOSYS, reported to the caller.
+    // call. EAGAIN (a word changed), ETIMEDOUT and EINTR mean "re-check";
+    // any other error (ENOSYS before Linux 5.16, EPERM from a seccomp
+    // filter that predates the call) is reported to the caller.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex_waitv,
@@ -391,9 +392,11 @@ pub(crate) fn futex_waitv(
             libc::CLOCK_MONOTONIC,
         )
     };
-    if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        Waited::Unsupported
-    } else {
-        Waited::Returned
+    if r >= 0 {
+        return Waited::Returned;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR) => Waited::Returned,
+        _ => Waited::Unsupported,
     }
 }

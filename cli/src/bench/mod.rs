@@ -440,7 +440,8 @@ impl Bench {
         self.progress("retention of a full segment");
         let size = self.args.size;
         let segment = self.args.segment_mib << 20;
-        let frame = (size as u64 + 8).next_multiple_of(8);
+        // Frame header and the record's append time, then the record.
+        let frame = (size as u64 + 16).next_multiple_of(8);
         // Enough to fill the first segment, and to go on appending for as
         // long again after.
         let count = segment / frame * 3;
