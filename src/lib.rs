@@ -104,7 +104,7 @@ pub use error::{
     PositionDefect, Result,
 };
 pub use group::{Batch, DeadLetter, GroupInfo, GroupMember, GroupOptions};
-pub use log::{Log, SegmentInfo, Stats};
+pub use log::{Log, LogId, SegmentInfo, Stats};
 pub use options::{
     Durability, GroupCommit, Options, Retention, WriterMode, DEFAULT_GROW_STEP,
     DEFAULT_MAX_RECORD_SIZE, DEFAULT_SEGMENT_CAPACITY, DEFAULT_UNBLOCK_TIMEOUT,

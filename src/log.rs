@@ -87,6 +87,62 @@ pub struct Stats {
     pub consumers: Vec<ConsumerInfo>,
 }
 
+/// A log's identity: 16 random bytes drawn when the log is created and kept
+/// in the header of every one of its segments (FORMAT.md, "Header"). Stable
+/// for the log's life, through restarts, rollovers and retention; two logs
+/// never share one (unless one directory is copied to make the other). A
+/// bridge to another system names records by it and their positions.
+///
+/// Printed as 32 lowercase hex digits, and parsed back from them.
+///
+/// ```
+/// # fn main() -> Result<(), tidelog::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let log = tidelog::Log::open(tmp.path())?;
+/// let id = log.id();
+/// assert_eq!(id.to_string().len(), 32);
+/// assert_eq!(id.to_string().parse::<tidelog::LogId>(), Ok(id));
+/// drop(log);
+/// assert_eq!(tidelog::Log::open_read_only(tmp.path())?.id(), id);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogId([u8; 16]);
+
+impl LogId {
+    /// The id from its 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// Its 16 bytes, as stored.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for LogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::str::FromStr for LogId {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?} is not a log id (32 hex digits)");
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(id))
+    }
+}
+
 /// A summary of one segment, for tools and monitoring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -319,6 +375,11 @@ impl Log {
     /// I/O errors from looking up the newest segment.
     pub fn end_position(&self) -> Result<Position> {
         self.inner.end_position().map(Position::from)
+    }
+
+    /// The log's identity (see [`LogId`]).
+    pub fn id(&self) -> LogId {
+        LogId(self.inner.oldest().header().log_id)
     }
 
     /// The durable named consumer `name`, resuming at the position

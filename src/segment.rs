@@ -17,7 +17,7 @@ use crossbeam_utils::CachePadded;
 use crate::boot::BootId;
 use crate::dir::{file_name, Access, LogDir};
 use crate::error::{FrameDefect, HeaderDefect};
-use crate::format::header::{initial_page, HeaderError, SegmentHeader, VERSION};
+use crate::format::header::{initial_page, HeaderError, SegmentHeader, STATIC_LEN, VERSION};
 use crate::format::{align_up, HEADER_LEN, PAGE};
 use crate::protocol::Shared;
 use crate::sys::map::Mapping;
@@ -107,8 +107,8 @@ impl Segment {
             .metadata()
             .map_err(|e| Error::io("stat segment", &path, e))?
             .len();
-        let mut buf = [0u8; 64];
-        let n = (len.min(64)) as usize;
+        let mut buf = [0u8; STATIC_LEN];
+        let n = (len.min(STATIC_LEN as u64)) as usize;
         file.read_exact_at(&mut buf[..n], 0)
             .map_err(|e| Error::io("read segment header", &path, e))?;
         let header = SegmentHeader::decode(&buf[..n]).map_err(|e| header_error(&path, e))?;

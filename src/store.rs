@@ -85,6 +85,22 @@ fn current_boot() -> std::io::Result<BootId> {
     BootId::current()
 }
 
+/// A new log's identity: 16 random bytes from the kernel (pinned for the
+/// golden files).
+fn new_log_id(dir: &LogDir) -> Result<[u8; 16]> {
+    #[cfg(feature = "unstable-internals")]
+    if let Some((created, _)) = crate::internals::pinned() {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&created.to_le_bytes());
+        id[8..].copy_from_slice(b"golden\0\0");
+        return Ok(id);
+    }
+    let mut id = [0u8; 16];
+    crate::sys::calls::random_bytes(&mut id)
+        .map_err(|e| Error::io("draw a log id (getrandom)", dir.path(), e))?;
+    Ok(id)
+}
+
 /// The index of the segment after `seg`.
 fn successor_index(seg: &Segment) -> Result<u64> {
     seg.header()
@@ -257,8 +273,11 @@ impl Store {
         if alone {
             Self::remove_stale_temporaries(dir);
         }
-        let create = |base: u64, index: u64| -> Result<Arc<Segment>> {
-            let header = SegmentHeader::new(opts.segment_capacity, base, index, now_nanos());
+        // `log_id`: the log's, for a successor; drawn anew for the first
+        // segment of a new log.
+        let create = |base: u64, index: u64, log_id: [u8; 16]| -> Result<Arc<Segment>> {
+            let header = SegmentHeader::new(opts.segment_capacity, base, index, now_nanos())
+                .with_log_id(log_id);
             // The first segment starts small (see `FIRST_GROWTH`); a
             // successor, in a log that filled one already, at a full step.
             let initial = if index == 0 {
@@ -271,7 +290,7 @@ impl Store {
         };
         let bases = dir.segments()?;
         if bases.is_empty() {
-            let seg = create(0, 0)?;
+            let seg = create(0, 0, new_log_id(dir)?)?;
             return Ok(((Arc::clone(&seg), seg), RecoveryReport::default()));
         }
         let open = |base: u64| -> Result<Arc<Segment>> {
@@ -308,7 +327,11 @@ impl Store {
         // creates it (or reports the full disk), and readers wait at the
         // end of the sealed segment meanwhile.
         if sh.is_sealed() && sh.tail() > sh.data_limit() {
-            match create(active.next_base(), successor_index(&active)?) {
+            match create(
+                active.next_base(),
+                successor_index(&active)?,
+                active.header().log_id,
+            ) {
                 Ok(next) => active = next,
                 Err(Error::NoSpace { .. }) => {}
                 Err(e) => return Err(e),
@@ -557,7 +580,8 @@ impl Store {
             base,
             successor_index(cur)?,
             now_nanos(),
-        );
+        )
+        .with_log_id(cur.header().log_id);
         let seg = Arc::new(Segment::create(
             &self.dir,
             header,

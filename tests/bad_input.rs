@@ -115,7 +115,8 @@ fn a_corrupted_header_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (seg, _) = make_log(tmp.path(), 3);
     patch(&seg, 20, &[0xff]); // inside the capacity field
-    let stored = u32::from_le_bytes(fs::read(&seg).unwrap()[56..60].try_into().unwrap());
+    let crc = tidelog::format::header::OFF_CRC;
+    let stored = u32::from_le_bytes(fs::read(&seg).unwrap()[crc..crc + 4].try_into().unwrap());
     for r in both_modes(tmp.path()) {
         match r {
             Err(

@@ -246,7 +246,7 @@ fn hostile_log(dir: &Path, capacity: u64, sealed: bool, this_boot: bool) {
     fs::create_dir_all(dir).unwrap();
     let mut page = vec![0u8; 8192];
     let h = tidelog::format::header::SegmentHeader::new(capacity, 0, 0, 1);
-    page[..64].copy_from_slice(&h.encode());
+    page[..tidelog::format::header::STATIC_LEN].copy_from_slice(&h.encode());
     page[128..136].copy_from_slice(&capacity.to_le_bytes()); // tail
     page[256..264].copy_from_slice(&capacity.to_le_bytes()); // grown
     if sealed {

@@ -756,7 +756,7 @@ fn a_stale_sealed_bit_with_a_successor_already_there_is_repaired() {
     let header0 = read_at(&seg(tmp.path(), 0), 0, 4096);
     let mut page = vec![0u8; 8192];
     let h = tidelog::format::header::SegmentHeader::new(64 << 10, 64 << 10, 1, 1);
-    page[..64].copy_from_slice(&h.encode());
+    page[..tidelog::format::header::STATIC_LEN].copy_from_slice(&h.encode());
     page[128..136].copy_from_slice(&4096u64.to_le_bytes());
     page[256..264].copy_from_slice(&8192u64.to_le_bytes());
     // Written in this boot, like segment 0.

@@ -274,6 +274,7 @@ pub fn info(dir: &Path, json: bool) -> Result<ExitCode> {
             .collect();
         let doc = serde_json::json!({
             "dir": dir.display().to_string(),
+            "id": log.id().to_string(),
             "end_position": end.get(),
             "segments": segs,
             "consumers": crate::queue::consumers_json(&log)?,
@@ -302,6 +303,7 @@ pub fn info(dir: &Path, json: bool) -> Result<ExitCode> {
         );
     }
     println!("end position: {end}");
+    println!("log id: {}", log.id());
     println!();
     crate::queue::print_consumers(&log, false)?;
     println!();

@@ -554,8 +554,11 @@ fn info_and_cat_speak_json_and_info_shows_units() {
         .ends_with('Z'));
     assert_eq!(info["consumers"][0]["name"], "ops");
     assert!(info["end_position"].as_u64().unwrap() > 4096);
+    let id = tidelog::Log::open_read_only(&dir).unwrap().id().to_string();
+    assert_eq!(info["id"], id.as_str());
     let text = text(&tidelog(&["info", d]));
     assert!(text.contains("KiB") || text.contains("MiB"), "{text}");
+    assert!(text.contains(&format!("log id: {id}")), "{text}");
     let cat = text_of(&tidelog(&["cat", "--json", d]));
     let lines: Vec<serde_json::Value> = cat
         .lines()

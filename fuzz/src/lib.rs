@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
 use tidelog::format::frame::{self, Header, ParseError};
-use tidelog::format::header::{SegmentHeader, MAX_POSITION};
+use tidelog::format::header::{SegmentHeader, MAX_POSITION, STATIC_LEN};
 use tidelog::format::HEADER_LEN;
 use tidelog::{Error, Log, Options, Position, Reader};
 
@@ -195,7 +195,7 @@ fn write_image(
     let path = dir.join(format!("{:016x}.tlog", 0));
     let capacity = if claims.huge { 1 << 40 } else { CAPACITY };
     let mut page = vec![0u8; HEADER_LEN as usize];
-    page[..64].copy_from_slice(&SegmentHeader::new(capacity, 0, 0, 1).encode());
+    page[..STATIC_LEN].copy_from_slice(&SegmentHeader::new(capacity, 0, 0, 1).encode());
     page[128..136].copy_from_slice(&tail.to_le_bytes());
     let grown = if claims.grown_all { capacity } else { file_len };
     page[256..264].copy_from_slice(&grown.to_le_bytes());

@@ -1,8 +1,8 @@
 //! The segment header: the first [`HEADER_LEN`] bytes of every segment file.
 //!
-//! All integers are little-endian. The static part (bytes 0..64) is written
+//! All integers are little-endian. The static part (bytes 0..80) is written
 //! once, before the segment file is linked into the log directory, and never
-//! changes; its CRC covers bytes 0..56. The shared words live on their own
+//! changes; its CRC covers bytes 0..72. The shared words live on their own
 //! 128-byte blocks (two cache lines, so the adjacent-line prefetcher does not
 //! make them false-share) and are only ever accessed as atomics.
 //!
@@ -17,8 +17,9 @@
 //! |     40 |    4 | `compat_flags`     | features an older reader may ignore                         |
 //! |     44 |    4 | `incompat_flags`   | features an older reader must refuse                        |
 //! |     48 |    8 | `created_nanos`    | creation time, nanoseconds since the Unix epoch             |
-//! |     56 |    4 | `header_crc`       | CRC-32 (IEEE) of bytes 0..56                                |
-//! |     60 |    4 | reserved           | zero                                                        |
+//! |     56 |   16 | `log_id`           | the log's identity: random at the log's creation, copied to every successor |
+//! |     72 |    4 | `header_crc`       | CRC-32 (IEEE) of bytes 0..72                                |
+//! |     76 |    4 | reserved           | zero                                                        |
 //! |    128 |    8 | `tail`             | atomic: next unreserved file offset (may exceed `capacity`) |
 //! |    256 |    8 | `grown`            | atomic: bytes writers have allocated (a hint, never trusted by readers) |
 //! |    384 |    4 | `notify_seq`       | atomic: futex word, bumped when parked readers are woken    |
@@ -42,7 +43,7 @@ pub const MAGIC: [u8; 8] = *b"TIDELOG\0";
 /// The format version this build writes and the newest it reads.
 pub const VERSION: u32 = 1;
 /// Length of the static, checksummed part of the header.
-pub const STATIC_LEN: usize = 64;
+pub const STATIC_LEN: usize = 80;
 /// The largest segment capacity accepted: 1 TiB.
 pub const MAX_CAPACITY: u64 = 1 << 40;
 /// The smallest segment capacity accepted: the header plus 15 data pages.
@@ -70,8 +71,13 @@ pub const OFF_COMPAT_FLAGS: usize = 40;
 pub const OFF_INCOMPAT_FLAGS: usize = 44;
 /// File offset of the `created_nanos` field.
 pub const OFF_CREATED_NANOS: usize = 48;
+/// File offset of the `log_id` field: 16 bytes that name the log, drawn at
+/// random when its first segment is created and copied into every
+/// successor, so that every segment of a log carries the same id and no
+/// other log's does (a bridge names the log's records by it).
+pub const OFF_LOG_ID: usize = 56;
 /// File offset of the `header_crc` field; the CRC covers the bytes before.
-pub const OFF_CRC: usize = 56;
+pub const OFF_CRC: usize = 72;
 /// File offset of the `tail` word.
 pub const OFF_TAIL: usize = 128;
 /// File offset of the `grown` word.
@@ -179,6 +185,8 @@ pub struct SegmentHeader {
     pub incompat_flags: u32,
     /// Creation time in nanoseconds since the Unix epoch.
     pub created_nanos: u64,
+    /// The log's identity (see [`OFF_LOG_ID`]); zero for none.
+    pub log_id: [u8; 16],
 }
 
 /// Why a segment header was refused.
@@ -281,7 +289,14 @@ impl SegmentHeader {
             compat_flags: 0,
             incompat_flags: 0,
             created_nanos,
+            log_id: [0; 16],
         }
+    }
+
+    /// The same header, in the log `log_id`.
+    pub fn with_log_id(mut self, log_id: [u8; 16]) -> Self {
+        self.log_id = log_id;
+        self
     }
 
     /// Log position of the segment's successor.
@@ -306,6 +321,7 @@ impl SegmentHeader {
             &self.incompat_flags.to_le_bytes(),
         );
         put(&mut b, OFF_CREATED_NANOS, &self.created_nanos.to_le_bytes());
+        put(&mut b, OFF_LOG_ID, &self.log_id);
         let crc = crc32fast::hash(&b[..OFF_CRC]);
         put(&mut b, OFF_CRC, &crc.to_le_bytes());
         b
@@ -382,6 +398,9 @@ impl SegmentHeader {
             compat_flags: u32_at(bytes, OFF_COMPAT_FLAGS),
             incompat_flags,
             created_nanos: u64_at(bytes, OFF_CREATED_NANOS),
+            log_id: bytes[OFF_LOG_ID..OFF_LOG_ID + 16]
+                .try_into()
+                .unwrap_or([0; 16]),
         })
     }
 }
@@ -457,8 +476,8 @@ mod tests {
     #[test]
     fn every_bit_flip_is_caught() {
         let bytes = sample().encode();
-        // Bytes 60..64 are reserved: zero when written, ignored when read.
-        for bit in 0..60 * 8 {
+        // Bytes 76..80 are reserved: zero when written, ignored when read.
+        for bit in 0..(OFF_CRC + 4) * 8 {
             let mut b = bytes;
             b[bit / 8] ^= 1 << (bit % 8);
             assert!(

@@ -400,3 +400,25 @@ pub(crate) fn futex_waitv(
         _ => Waited::Unsupported,
     }
 }
+
+/// Fills `buf` with random bytes from the kernel (`getrandom(2)`, blocking
+/// only until the kernel's pool is initialised, early at boot).
+pub(crate) fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes
+        // for the duration of the call; getrandom writes at most that many
+        // bytes into it and touches no other memory.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
