@@ -132,7 +132,8 @@ impl std::str::FromStr for LogId {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let bad = || format!("{s:?} is not a log id (32 hex digits)");
-        if s.len() != 32 || !s.is_ascii() {
+        // Hex digits only (`from_str_radix` alone would take a '+').
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut id = [0u8; 16];
