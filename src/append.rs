@@ -178,6 +178,54 @@ impl Appender {
         Ok(at)
     }
 
+    /// Appends one record with a tag beside it, and returns its position.
+    ///
+    /// The tag is metadata that travels with the record in the same frame,
+    /// published with it in one step (never one without the other), and
+    /// not part of the record's bytes: readers see `payload` as it is, and
+    /// [`Record::tag`](crate::Record::tag) gives the tag back. A frame
+    /// costs 8 bytes more than [`append`](Self::append)'s. The NATS bridge
+    /// (`tidelog-nats`) keeps each message's stream sequence there, so that
+    /// the log is its own offset store ([`Log::last_tag`](crate::Log::last_tag)).
+    ///
+    /// # Errors
+    /// As [`append`](Self::append); the tag's 8 bytes count against the
+    /// record size limit.
+    pub fn append_tagged(&mut self, tag: u64, payload: &[u8]) -> Result<Position> {
+        let max = self
+            .log
+            .opts
+            .max_record_size
+            .min((frame::MAX_RECORD - frame::envelope_len(true)) as usize);
+        if payload.len() > max {
+            return Err(Error::RecordTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let len = payload.len() as u32;
+        self.before_append()?;
+        let flen = frame::tagged_frame_len(len);
+        let env = frame::envelope_len(true) as usize;
+        let at = self.claimed(flen, |seg, w, off| {
+            let mut claim = w.claim(off, len + frame::envelope_len(true))?;
+            let stamp = stamp_now();
+            let (head, record) = claim.payload_mut().split_at_mut(env);
+            head[..STAMP_LEN as usize].copy_from_slice(&stamp.to_le_bytes());
+            head[STAMP_LEN as usize..].copy_from_slice(&tag.to_le_bytes());
+            record.copy_from_slice(payload);
+            let position = seg.base() + off;
+            claim
+                .publish(frame::tagged_record_word(position, stamp, tag, payload))
+                .ok()?;
+            w.wake_readers();
+            Some(Position::from(position))
+        })?;
+        self.counts.add(1, u64::from(len));
+        self.after_append(at.get() + flen)?;
+        Ok(at)
+    }
+
     /// What the durability policy asks before an append: under
     /// `Periodic`, that the last periodic sync succeeded (or the loss
     /// bound would not hold).

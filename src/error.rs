@@ -60,6 +60,9 @@ defects! {
         /// A data frame whose payload is too short to hold its record's
         /// append time.
         MissingTime => "data frame too short to hold its record's append time",
+        /// A tagged data frame whose payload is too short to hold its
+        /// record's append time and tag.
+        MissingTag => "tagged data frame too short to hold its record's time and tag",
         /// An end-of-segment marker in a segment whose tail has not crossed
         /// the data limit.
         EndInPartialSegment => "end-of-segment marker in a segment that is not full",

@@ -354,6 +354,44 @@ impl Log {
         Reader::at_time(&self.inner, t)
     }
 
+    /// The position and tag of the last record appended with a tag
+    /// ([`Appender::append_tagged`](crate::Appender::append_tagged)), or
+    /// `None` if no record the log keeps has one: how a process that tags
+    /// what it appends with where it came from (a message's sequence
+    /// number, an offset upstream) finds where to resume after a crash,
+    /// with the log as its only offset store. A tag is published in the
+    /// same frame as its record, so a crash leaves both or neither.
+    ///
+    /// Reads the log backwards one index stride at a time (2 MiB of the
+    /// default 1 GiB segment), from its end as it is when
+    /// called: fast when tagged records are frequent near the end, a read
+    /// of every record when none is tagged. A frame not yet published
+    /// below the end is waited for: a dead appender's hole is passed
+    /// within milliseconds (on a log opened for writing), a live
+    /// appender's when it publishes (or by the unblock timeout).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut appender = log.appender()?;
+    /// assert_eq!(log.last_tag()?, None);
+    /// appender.append_tagged(7, b"message 7")?;
+    /// let at = appender.append_tagged(8, b"message 8")?;
+    /// appender.append(b"untagged")?;
+    /// assert_eq!(log.last_tag()?, Some((at, 8)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// Damage met on the way ([`Error::ChecksumMismatch`],
+    /// [`Error::CorruptFrame`]), I/O errors.
+    pub fn last_tag(&self) -> Result<Option<(Position, u64)>> {
+        let end = self.inner.end_position()?;
+        Reader::last_tag(&self.inner, end)
+    }
+
     /// The position the next record appended will have, unless appends in
     /// other threads or processes come first: where a reader that wants only
     /// new records starts.

@@ -145,6 +145,7 @@ pub struct Reader {
 pub struct Record<'a> {
     payload: &'a [u8],
     stamp: u64,
+    tag: Option<u64>,
     position: Position,
     next: Position,
 }
@@ -200,6 +201,30 @@ impl<'a> Record<'a> {
     pub fn timestamp_nanos(&self) -> u64 {
         self.stamp
     }
+
+    /// The tag appended with the record by
+    /// [`Appender::append_tagged`](crate::Appender::append_tagged), if it
+    /// was: metadata kept in the record's frame beside its bytes, not in
+    /// them (the NATS bridge keeps each message's stream sequence there).
+    /// `None` for records appended without one.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tidelog::Error> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let log = tidelog::Log::open(tmp.path())?;
+    /// let mut appender = log.appender()?;
+    /// appender.append_tagged(41, b"with a tag")?;
+    /// appender.append(b"without")?;
+    /// let mut reader = log.reader();
+    /// let r = reader.try_next()?.unwrap();
+    /// assert_eq!((r.tag(), &*r), (Some(41), &b"with a tag"[..]));
+    /// assert_eq!(reader.try_next()?.unwrap().tag(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tag(&self) -> Option<u64> {
+        self.tag
+    }
 }
 
 impl Deref for Record<'_> {
@@ -236,6 +261,7 @@ impl AsRef<[u8]> for Record<'_> {
 pub struct OwnedRecord {
     payload: Vec<u8>,
     stamp: u64,
+    tag: Option<u64>,
     position: Position,
     next: Position,
 }
@@ -265,6 +291,11 @@ impl OwnedRecord {
     pub fn timestamp(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.stamp)
     }
+
+    /// The record's tag, if it was appended with one (see [`Record::tag`]).
+    pub fn tag(&self) -> Option<u64> {
+        self.tag
+    }
 }
 
 impl From<Record<'_>> for OwnedRecord {
@@ -272,6 +303,7 @@ impl From<Record<'_>> for OwnedRecord {
         Self {
             payload: r.payload.to_vec(),
             stamp: r.stamp,
+            tag: r.tag,
             position: r.position,
             next: r.next,
         }
@@ -444,6 +476,53 @@ impl Reader {
     /// index stride to the record. A probe that meets a record not yet
     /// complete (an appender's, live or dead, not yet passed) finds no time
     /// there, which the search takes for "not older than `t`".
+    /// The position and tag of the last tagged record of the log below
+    /// `end`: the last segment's records are read from the last boundary
+    /// its index records, then from the one before, and so on, then the
+    /// segments before it, until one holds a tagged record. A frame not
+    /// published yet below `end` is waited for (a dead owner's hole is
+    /// judged and passed within milliseconds; a live appender's, by the
+    /// unblock timeout at the latest).
+    pub(crate) fn last_tag(log: &Arc<Store>, end: u64) -> Result<Option<(Position, u64)>> {
+        let mut upper = end;
+        for base in log.dir.segments()?.into_iter().rev() {
+            if base >= upper {
+                continue;
+            }
+            let Some(seg) = log.segment(base)? else {
+                // Retention deleted it: so were the ones before it.
+                break;
+            };
+            for &mark in seg.shared().index_boundaries().iter().rev() {
+                let start = base + mark;
+                if start >= upper {
+                    continue;
+                }
+                let mut r = Reader::new(Arc::clone(log), Arc::clone(&seg), mark);
+                let mut found = None;
+                while r.position().get() < upper {
+                    // Below `end` every frame is reserved: nothing read
+                    // now is a hole the reader waits at until it is
+                    // published or passed.
+                    match r.next_timeout(Duration::from_millis(50))? {
+                        Some(rec) if rec.position.get() < upper => {
+                            if let Some(tag) = rec.tag {
+                                found = Some((rec.position, tag));
+                            }
+                        }
+                        Some(_) => break,
+                        None => {}
+                    }
+                }
+                if found.is_some() {
+                    return Ok(found);
+                }
+                upper = start;
+            }
+        }
+        Ok(None)
+    }
+
     pub(crate) fn at_time(log: &Arc<Store>, t: u64) -> Result<Reader> {
         // The time of the first record at or after `off` of `seg` (it may
         // be in a later segment); `None` if there is none yet.
@@ -759,20 +838,25 @@ impl Reader {
     fn record(&self, off: u64, len: u32) -> Result<Record<'_>> {
         let pos = self.seg.base() + off;
         match self.seg.shared().slot(off, self.readable) {
-            Ok(Slot::Data { payload, .. }) if payload.len() == len as usize => {
-                match frame::split_record(payload) {
-                    Some((stamp, record)) => Ok(Record {
-                        payload: record,
-                        stamp,
-                        position: Position::from(pos),
-                        next: Position::from(pos + frame::frame_len(len)),
-                    }),
-                    None => Err(Error::CorruptFrame {
-                        position: Position::from(pos),
-                        reason: FrameDefect::MissingTime,
-                    }),
-                }
-            }
+            Ok(Slot::Data {
+                payload, tagged, ..
+            }) if payload.len() == len as usize => match frame::split_envelope(payload, tagged) {
+                Some((stamp, tag, record)) => Ok(Record {
+                    payload: record,
+                    stamp,
+                    tag,
+                    position: Position::from(pos),
+                    next: Position::from(pos + frame::frame_len(len)),
+                }),
+                None => Err(Error::CorruptFrame {
+                    position: Position::from(pos),
+                    reason: if tagged {
+                        FrameDefect::MissingTag
+                    } else {
+                        FrameDefect::MissingTime
+                    },
+                }),
+            },
             _ => Err(Error::CorruptFrame {
                 position: Position::from(pos),
                 reason: FrameDefect::ChangedUnderReader,
@@ -825,7 +909,11 @@ impl Reader {
                 }
             }
             match self.seg.shared().slot(off, self.readable) {
-                Ok(Slot::Data { crc, payload }) => {
+                Ok(Slot::Data {
+                    crc,
+                    payload,
+                    tagged,
+                }) => {
                     let len = payload.len() as u32;
                     let next = off + frame::frame_len(len);
                     if next > self.seg.data_limit() {
@@ -834,17 +922,21 @@ impl Reader {
                             reason: FrameDefect::IntoSegmentEnd,
                         });
                     }
-                    if let Err(computed) = frame::check_data(pos, len, crc, payload) {
+                    if let Err(computed) = frame::check_data(pos, len, crc, tagged, payload) {
                         return Err(Error::ChecksumMismatch {
                             position: Position::from(pos),
                             stored: crc,
                             computed,
                         });
                     }
-                    if len < frame::STAMP_LEN {
+                    if len < frame::envelope_len(tagged) {
                         return Err(Error::CorruptFrame {
                             position: Position::from(pos),
-                            reason: FrameDefect::MissingTime,
+                            reason: if tagged {
+                                FrameDefect::MissingTag
+                            } else {
+                                FrameDefect::MissingTime
+                            },
                         });
                     }
                     // A writer reserves (moves the tail past its frame)

@@ -304,9 +304,12 @@ pub(crate) fn recover(
             Err(_) => 0,
         };
         match slot {
-            Ok(Slot::Data { crc, payload })
-                if frame_end <= seg.data_limit()
-                    && frame::check_data(pos, payload.len() as u32, crc, payload).is_ok() =>
+            Ok(Slot::Data {
+                crc,
+                payload,
+                tagged,
+            }) if frame_end <= seg.data_limit()
+                && frame::check_data(pos, payload.len() as u32, crc, tagged, payload).is_ok() =>
             {
                 commit_pending(sh, &mut holes, &mut damage, &mut rec);
                 sh.index_note(off, frame_end);
@@ -465,10 +468,14 @@ fn walks_to(seg: &Segment, from: u64, to: u64, scan_end: u64) -> bool {
     while off < to && off + FRAME_HEADER_LEN <= scan_end {
         let pos = seg.base() + off;
         let valid_end = match sh.slot(off, scan_end) {
-            Ok(Slot::Data { crc, payload }) => {
+            Ok(Slot::Data {
+                crc,
+                payload,
+                tagged,
+            }) => {
                 let end = off + frame::frame_len(payload.len() as u32);
                 (end <= seg.data_limit()
-                    && frame::check_data(pos, payload.len() as u32, crc, payload).is_ok())
+                    && frame::check_data(pos, payload.len() as u32, crc, tagged, payload).is_ok())
                 .then_some(end)
             }
             Ok(Slot::Control(Header::Padding { len })) => {

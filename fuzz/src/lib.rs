@@ -105,9 +105,15 @@ fn scripted_body(script: &[u8]) -> (Vec<u8>, u64) {
         let start = body.len();
         match op {
             // Published records, most of the time.
-            0..=2 => {
+            0 | 1 => {
                 let fill = u.arbitrary::<u8>().unwrap_or(0);
                 frame::encode_record(pos, u64::from(len), &vec![fill; len as usize], &mut body)
+            }
+            // Tagged records.
+            2 => {
+                let fill = u.arbitrary::<u8>().unwrap_or(0);
+                let rec = vec![fill; len.saturating_sub(frame::TAG_LEN) as usize];
+                frame::encode_tagged_record(pos, u64::from(len), u64::from(fill), &rec, &mut body)
             }
             // A writer that died after claiming, with part of its payload
             // (a record's: its time, then the record).
@@ -241,17 +247,23 @@ fn drain(
                     let pos = u64::from(r.position());
                     let at = pos as usize;
                     let head: [u8; 8] = image[at..at + 8].try_into().unwrap();
-                    // After the header, the record's append time.
+                    // After the header, the record's append time (and
+                    // its tag, if it has one).
                     let stamp = frame::STAMP_LEN as usize;
-                    let payload = &image[at + 8..at + 8 + stamp + r.len()];
-                    assert_eq!(&payload[stamp..], &r[..]);
+                    let env = frame::envelope_len(r.tag().is_some()) as usize;
+                    let payload = &image[at + 8..at + 8 + env + r.len()];
+                    assert_eq!(&payload[env..], &r[..]);
                     assert_eq!(&payload[..stamp], &r.timestamp_nanos().to_le_bytes());
+                    if let Some(tag) = r.tag() {
+                        assert_eq!(&payload[stamp..env], &tag.to_le_bytes());
+                    }
                     let word = u64::from_le_bytes(head);
                     match frame::decode(word, pos) {
-                        Ok(Header::Data { len, crc }) => {
+                        Ok(Header::Data { len, crc, tagged }) => {
                             assert_eq!(len as usize, payload.len());
+                            assert_eq!(tagged, r.tag().is_some());
                             assert!(
-                                frame::check_data(pos, len, crc, payload).is_ok(),
+                                frame::check_data(pos, len, crc, tagged, payload).is_ok(),
                                 "delivered a record failing its CRC"
                             );
                         }
@@ -439,6 +451,8 @@ pub enum Op {
     Restart { torn: Option<u16> },
     /// Flush to disk.
     Flush,
+    /// Append a record of `len % 2048` bytes of `fill` with `tag` beside it.
+    AppendTagged { len: u16, fill: u8, tag: u64 },
 }
 
 struct Harness {
@@ -450,6 +464,8 @@ struct Harness {
     model: Vec<(Position, Vec<u8>)>,
     /// Records the long-lived reader has delivered.
     cursor: usize,
+    /// The tags of the tagged records in the model, by position.
+    tags: std::collections::BTreeMap<Position, u64>,
 }
 
 impl Harness {
@@ -465,6 +481,11 @@ impl Harness {
         let (all, damaged) = drain(&mut self.log().reader(), None, 1_000_000);
         assert_eq!(damaged, 0);
         assert_eq!(all, self.model, "log differs from the model");
+        assert_eq!(
+            self.log().last_tag().unwrap(),
+            self.tags.last_key_value().map(|(p, t)| (*p, *t)),
+            "last tag differs from the model"
+        );
     }
 
     fn reset_reader(&mut self) {
@@ -505,6 +526,7 @@ pub fn ops(data: &[u8]) {
         reader: None,
         model: Vec::new(),
         cursor: 0,
+        tags: std::collections::BTreeMap::new(),
     };
     h.log = Some(options().open(h.dir()).unwrap());
     h.reader = Some(h.log().reader());
@@ -571,6 +593,7 @@ pub fn ops(data: &[u8]) {
                         Some(r) => {
                             let (pos, rec) = &h.model[h.cursor];
                             assert_eq!((r.position(), &*r), (*pos, &rec[..]));
+                            assert_eq!(r.tag(), h.tags.get(pos).copied());
                             h.cursor += 1;
                         }
                         None => {
@@ -656,6 +679,12 @@ pub fn ops(data: &[u8]) {
                 h.check_all();
             }
             Op::Flush => h.log().flush().unwrap(),
+            Op::AppendTagged { len, fill, tag } => {
+                let rec = vec![fill; len as usize % 2048];
+                let pos = appender.append_tagged(tag, &rec).unwrap();
+                h.model.push((pos, rec));
+                h.tags.insert(pos, tag);
+            }
         }
     }
     h.check_all();

@@ -10,13 +10,17 @@
 //! |  4..8 | `crc`  | u32 LE: CRC-32 (IEEE), 0 while the frame is in progress          |
 //! | 8..   | payload, then zeros up to the next multiple of 8                          |
 //!
-//! Kinds: 1 data, 2 padding, 3 end of segment. A header word of zero means
-//! nothing has been written at that position yet.
+//! Kinds: 1 data, 2 padding, 3 end of segment, 4 tagged data. A header word
+//! of zero means nothing has been written at that position yet.
 //!
 //! A data frame's payload is a record's envelope: the record's append time
 //! ([`STAMP_LEN`] bytes, u64 LE, nanoseconds since the Unix epoch), then the
-//! record's bytes. The frame layer (lengths, CRC, parsing) treats the
-//! envelope as opaque bytes; readers split it ([`split_record`]).
+//! record's bytes. A tagged data frame's envelope holds a tag
+//! ([`TAG_LEN`] bytes, u64 LE) between the time and the record: metadata
+//! that travels with the record, published in the same frame (so never
+//! without it), and not part of the record's bytes. The frame layer
+//! (lengths, CRC, parsing) treats the envelope as opaque bytes; readers
+//! split it ([`split_envelope`]).
 //!
 //! The CRC covers the frame's log position (u64 LE), then `meta` (u32 LE),
 //! then the payload (for padding and end frames, no payload). Mixing in the
@@ -37,6 +41,20 @@ pub const MAX_RECORD: u32 = MAX_PAYLOAD & !7;
 /// Bytes a data frame's payload holds before the record: its append time.
 pub const STAMP_LEN: u32 = 8;
 
+/// Bytes a tagged data frame's payload holds between the append time and
+/// the record: the tag.
+pub const TAG_LEN: u32 = 8;
+
+/// Bytes a data frame's payload holds before the record.
+#[inline]
+pub const fn envelope_len(tagged: bool) -> u32 {
+    if tagged {
+        STAMP_LEN + TAG_LEN
+    } else {
+        STAMP_LEN
+    }
+}
+
 /// The largest area one padding frame can cover after its header.
 pub const MAX_PADDING: u32 = MAX_PAYLOAD & !7;
 
@@ -54,6 +72,8 @@ pub enum Kind {
     Padding = 2,
     /// The segment ends here; readers continue in the next segment.
     End = 3,
+    /// A record with a tag beside it (see [`TAG_LEN`]).
+    Tagged = 4,
 }
 
 /// What a header word says, after validation.
@@ -73,6 +93,8 @@ pub enum Header {
         len: u32,
         /// The stored checksum.
         crc: u32,
+        /// A tagged data frame (kind 4): a tag between time and record.
+        tagged: bool,
     },
     /// A padding frame of `len` payload bytes, to be skipped.
     Padding {
@@ -108,6 +130,13 @@ pub const fn record_frame_len(record_len: u32) -> u64 {
     frame_len(record_len + STAMP_LEN)
 }
 
+/// Total bytes the frame of a tagged record of `record_len` bytes
+/// occupies: header, append time, tag, record and alignment.
+#[inline]
+pub const fn tagged_frame_len(record_len: u32) -> u64 {
+    frame_len(record_len + STAMP_LEN + TAG_LEN)
+}
+
 /// A data frame's payload split into the record's append time and the
 /// record; `None` if the payload is too short to hold a time (no writer
 /// makes such a frame).
@@ -115,6 +144,19 @@ pub const fn record_frame_len(record_len: u32) -> u64 {
 pub fn split_record(payload: &[u8]) -> Option<(u64, &[u8])> {
     let (stamp, record) = payload.split_first_chunk::<{ STAMP_LEN as usize }>()?;
     Some((u64::from_le_bytes(*stamp), record))
+}
+
+/// A data frame's payload split into the append time, the tag (tagged
+/// frames only) and the record; `None` if the payload is too short for its
+/// envelope (no writer makes such a frame).
+#[inline]
+pub fn split_envelope(payload: &[u8], tagged: bool) -> Option<(u64, Option<u64>, &[u8])> {
+    let (stamp, rest) = split_record(payload)?;
+    if !tagged {
+        return Some((stamp, None, rest));
+    }
+    let (tag, record) = rest.split_first_chunk::<{ TAG_LEN as usize }>()?;
+    Some((stamp, Some(u64::from_le_bytes(*tag)), record))
 }
 
 #[inline]
@@ -174,6 +216,25 @@ pub fn record_word(position: u64, stamp: u64, record: &[u8]) -> u64 {
     word(m, h.finalize())
 }
 
+/// The header word of a published tagged data frame at `position` whose
+/// payload is the append time `stamp`, then `tag`, then `record`.
+#[inline]
+pub fn tagged_record_word(position: u64, stamp: u64, tag: u64, record: &[u8]) -> u64 {
+    debug_assert!(record.len() + (STAMP_LEN + TAG_LEN) as usize <= MAX_PAYLOAD as usize);
+    let m = meta(Kind::Tagged, record.len() as u32 + STAMP_LEN + TAG_LEN);
+    let mut h = hasher();
+    let mut prefix = [0u8; 12];
+    prefix[..8].copy_from_slice(&position.to_le_bytes());
+    prefix[8..].copy_from_slice(&m.to_le_bytes());
+    h.update(&prefix);
+    let mut envelope = [0u8; 16];
+    envelope[..8].copy_from_slice(&stamp.to_le_bytes());
+    envelope[8..].copy_from_slice(&tag.to_le_bytes());
+    h.update(&envelope);
+    h.update(record);
+    word(m, h.finalize())
+}
+
 /// The header word of a published data frame at `position`.
 ///
 /// `payload.len()` must not exceed [`MAX_PAYLOAD`]; callers check the record
@@ -185,8 +246,19 @@ pub fn data_word(position: u64, payload: &[u8]) -> u64 {
     word(m, crc(position, m, payload))
 }
 
+#[cfg(any(test, feature = "unstable-internals"))]
+/// The header word of a published tagged data frame at `position` with
+/// the whole `payload` (time, tag, record) given.
+#[inline]
+pub fn tagged_data_word(position: u64, payload: &[u8]) -> u64 {
+    debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
+    let m = meta(Kind::Tagged, payload.len() as u32);
+    word(m, crc(position, m, payload))
+}
+
 /// The header word a writer stores first, to claim a data frame of `len`
-/// payload bytes.
+/// payload bytes. Tagged or not, a frame being written is kind 1: the kind
+/// is settled when it is published.
 #[inline]
 pub const fn in_progress_word(len: u32) -> u64 {
     word(IN_PROGRESS | meta(Kind::Data, len), 0)
@@ -230,7 +302,18 @@ pub fn decode(word: u64, position: u64) -> Result<Header, FrameDefect> {
     match kind {
         // Every record's payload starts with its append time.
         k if k == Kind::Data as u32 && len < STAMP_LEN => Err(FrameDefect::MissingTime),
-        k if k == Kind::Data as u32 => Ok(Header::Data { len, crc: stored }),
+        k if k == Kind::Data as u32 => Ok(Header::Data {
+            len,
+            crc: stored,
+            tagged: false,
+        }),
+        // A tagged record's payload holds its time and its tag.
+        k if k == Kind::Tagged as u32 && len < STAMP_LEN + TAG_LEN => Err(FrameDefect::MissingTag),
+        k if k == Kind::Tagged as u32 => Ok(Header::Data {
+            len,
+            crc: stored,
+            tagged: true,
+        }),
         k if k == Kind::Padding as u32 => {
             if stored != crc(position, m, &[]) || !(len as u64).is_multiple_of(FRAME_ALIGN) {
                 return Err(FrameDefect::MalformedPadding);
@@ -251,8 +334,15 @@ pub fn decode(word: u64, position: u64) -> Result<Header, FrameDefect> {
 ///
 /// Returns the computed CRC on mismatch.
 #[inline]
-pub fn check_data(position: u64, len: u32, stored: u32, payload: &[u8]) -> Result<(), u32> {
-    let computed = crc(position, meta(Kind::Data, len), payload);
+pub fn check_data(
+    position: u64,
+    len: u32,
+    stored: u32,
+    tagged: bool,
+    payload: &[u8],
+) -> Result<(), u32> {
+    let kind = if tagged { Kind::Tagged } else { Kind::Data };
+    let computed = crc(position, meta(kind, len), payload);
     if computed == stored {
         Ok(())
     } else {
@@ -309,10 +399,14 @@ pub fn parse(buf: &[u8], position: u64) -> Result<Parsed<'_>, ParseError> {
     }
     let total_usize = total as usize;
     let payload = match header {
-        Header::Data { len, crc: stored } => {
+        Header::Data {
+            len,
+            crc: stored,
+            tagged,
+        } => {
             let end = FRAME_HEADER_LEN as usize + len as usize;
             let payload = &buf[FRAME_HEADER_LEN as usize..end];
-            check_data(position, len, stored, payload)
+            check_data(position, len, stored, tagged, payload)
                 .map_err(|computed| ParseError::Checksum { stored, computed })?;
             if buf[end..total_usize].iter().any(|&b| b != 0) {
                 return Err(ParseError::NonZeroAlignment);
@@ -347,6 +441,19 @@ pub fn encode_record(position: u64, stamp: u64, record: &[u8], out: &mut Vec<u8>
 }
 
 #[cfg(any(test, feature = "unstable-internals"))]
+/// Appends the canonical bytes of the tagged data frame of `record`,
+/// appended at `stamp` with `tag`, at `position` to `out`.
+pub fn encode_tagged_record(position: u64, stamp: u64, tag: u64, record: &[u8], out: &mut Vec<u8>) {
+    let mut payload = stamp.to_le_bytes().to_vec();
+    payload.extend_from_slice(&tag.to_le_bytes());
+    payload.extend_from_slice(record);
+    let start = out.len();
+    out.extend_from_slice(&tagged_data_word(position, &payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.resize(start + frame_len(payload.len() as u32) as usize, 0);
+}
+
+#[cfg(any(test, feature = "unstable-internals"))]
 /// Appends the canonical bytes of a frame as [`parse`] returned it, so that
 /// `encode(parse(b)) == b[..len]` for every buffer that parses. Padding
 /// payload is not preserved by `parse` and comes out as zeros.
@@ -358,7 +465,12 @@ pub fn encode(position: u64, parsed: &Parsed<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&in_progress_word(len).to_le_bytes());
             out.resize(start + frame_len(len) as usize, 0);
         }
-        Header::Data { .. } => encode_data(position, parsed.payload, out),
+        Header::Data { tagged: false, .. } => encode_data(position, parsed.payload, out),
+        Header::Data { tagged: true, .. } => {
+            out.extend_from_slice(&tagged_data_word(position, parsed.payload).to_le_bytes());
+            out.extend_from_slice(parsed.payload);
+            out.resize(start + parsed.len as usize, 0);
+        }
         Header::Padding { len } => {
             out.extend_from_slice(&padding_word(position, len).to_le_bytes());
             out.resize(start + frame_len(len) as usize, 0);
@@ -398,6 +510,46 @@ mod tests {
             assert_eq!(split_record(p.payload), Some((stamp, &record[..])));
         }
         assert_eq!(split_record(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn tagged_records_carry_time_and_tag() {
+        assert_eq!(tagged_frame_len(64), 88);
+        assert_eq!(tagged_frame_len(0), 24);
+        for len in [0usize, 1, 7, 8, 64, 100] {
+            let record: Vec<u8> = (0..len).map(|i| (i * 11 + 5) as u8).collect();
+            let stamp = 1_764_000_000_123_456_789u64 + len as u64;
+            let tag = 0xDEAD_BEEF_0000_0000u64 + len as u64;
+            let mut buf = Vec::new();
+            encode_tagged_record(8192, stamp, tag, &record, &mut buf);
+            assert_eq!(buf.len() as u64, tagged_frame_len(len as u32));
+            assert_eq!(
+                u64::from_le_bytes(buf[..8].try_into().unwrap()),
+                tagged_record_word(8192, stamp, tag, &record)
+            );
+            let p = parse(&buf, 8192).unwrap();
+            assert!(matches!(p.header, Header::Data { tagged: true, .. }));
+            assert_eq!(
+                split_envelope(p.payload, true),
+                Some((stamp, Some(tag), &record[..]))
+            );
+            let mut again = Vec::new();
+            encode(8192, &p, &mut again);
+            assert_eq!(again, buf);
+            // The same bytes as an untagged frame do not validate: the
+            // kind is under the CRC.
+            let mut plain = buf.clone();
+            plain[3] = (plain[3] & 0x8F) | 0x10;
+            assert!(matches!(
+                parse(&plain, 8192),
+                Err(ParseError::Checksum { .. })
+            ));
+        }
+        assert_eq!(split_envelope(&[0; 12], true), None);
+        assert_eq!(
+            decode(tagged_data_word(64, &[0; 12]), 64),
+            Err(FrameDefect::MissingTag)
+        );
     }
 
     #[test]

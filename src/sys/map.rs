@@ -192,6 +192,8 @@ pub(crate) enum Slot<'a> {
         crc: u32,
         /// The payload bytes.
         payload: &'a [u8],
+        /// A tagged data frame (kind 4).
+        tagged: bool,
     },
 }
 
@@ -394,7 +396,7 @@ impl Mapping {
             return Err(SlotError::Malformed(crate::error::FrameDefect::Misaligned));
         };
         match frame::decode(w, position).map_err(SlotError::Malformed)? {
-            Header::Data { len, crc } => {
+            Header::Data { len, crc, tagged } => {
                 let start = off + 8;
                 let end = start + len as usize;
                 let frame_end = off + frame::frame_len(len) as usize;
@@ -430,7 +432,11 @@ impl Mapping {
                 let payload = unsafe {
                     std::slice::from_raw_parts(self.raw.as_ptr().add(start), end - start)
                 };
-                Ok(Slot::Data { crc, payload })
+                Ok(Slot::Data {
+                    crc,
+                    payload,
+                    tagged,
+                })
             }
             h => Ok(Slot::Control(h)),
         }
