@@ -416,6 +416,11 @@ impl Log {
         self.inner.end_position().map(Position::from)
     }
 
+    /// The log's directory, as given when it was opened.
+    pub fn path(&self) -> &std::path::Path {
+        self.inner.dir.path()
+    }
+
     /// The log's identity (see [`LogId`]).
     pub fn id(&self) -> LogId {
         LogId(self.inner.oldest().header().log_id)

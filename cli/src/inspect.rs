@@ -14,7 +14,7 @@ type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 pub(crate) const EXIT_DAMAGE: u8 = 3;
 
 /// Whether `dir` holds a log (at least one segment file).
-fn holds_log(dir: &Path) -> Result<bool> {
+pub(crate) fn holds_log(dir: &Path) -> Result<bool> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -6,6 +6,7 @@
 //! output (`tidelog cat DIR | head`) ends a command quietly, with 0.
 
 mod bench;
+mod bridge;
 mod inspect;
 mod queue;
 
@@ -56,6 +57,10 @@ enum Command {
     Tail(queue::TailArgs),
     /// Delete old segments now (retention): by size and/or age.
     Trim(queue::TrimArgs),
+    /// Publish a log's records to a NATS JetStream subject, exactly once.
+    Forward(bridge::ForwardArgs),
+    /// Append a NATS JetStream stream's messages to a log, exactly once.
+    Ingest(bridge::IngestArgs),
     /// Internal: one process of a benchmark scenario.
     #[command(hide = true)]
     BenchWorker(bench::WorkerArgs),
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Groups(args) => queue::groups(args),
         Command::Tail(args) => queue::tail(args),
         Command::Trim(args) => queue::trim(args),
+        Command::Forward(args) => bridge::forward(args),
+        Command::Ingest(args) => bridge::ingest(args),
     };
     match result {
         Ok(code) => code,

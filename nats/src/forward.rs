@@ -1,0 +1,477 @@
+//! A log to a JetStream subject.
+
+use std::collections::VecDeque;
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{
+    self,
+    context::{GetStreamErrorKind, PublishAckFuture, PublishErrorKind},
+    message::PublishMessage,
+    stream::{self, LastRawMessageErrorKind},
+    ErrorCode,
+};
+use bytes::Bytes;
+use tidelog::{Log, LogId, Position};
+
+use crate::{connect, message_id, parse_message_id, Backoff, Error, Progress, MSG_ID};
+
+/// Forwards a log to a JetStream subject, exactly once and in order.
+///
+/// Reads through the durable tidelog consumer [`consumer`](Self::consumer)
+/// (`nats-forward` unless set), publishes every record to the subject with
+/// the message id `<log id>:<position>` ([`message_id`]), keeps
+/// [`window`](Self::window) publishes in flight, and commits the consumer up
+/// to the highest position whose acknowledgements, and all before it, are
+/// in.
+///
+/// **Exactly once.** On start and after every failure (a lost connection,
+/// a timed-out acknowledgement, a leader election), the forwarder waits
+/// for every publish in flight to settle, asks the stream for its last
+/// message on the subject, and resumes after the record whose position
+/// that message's id names: what the stream holds is not published again,
+/// whatever the duplicate window. Every publish but the first of a run
+/// names its predecessor's id in `Nats-Expected-Last-Msg-Id`, so the stream
+/// refuses a record whose predecessor it does not hold: what a failure
+/// leaves in the stream is always every record up to some position, with no
+/// gap. (A publish that was in flight when the forwarder resumed, and is
+/// stored later, is either the next record in order or a duplicate the
+/// stream drops by its id.) So the stream must be the forwarder's alone:
+/// one subject, and no other publisher on it
+/// ([`Error::StreamMismatch`], [`Error::ForeignMessages`]).
+///
+/// The stream is created if missing ([`create_stream`](Self::create_stream)):
+/// file storage, [`replicas`](Self::replicas) replicas, limits retention, a
+/// two-minute duplicate window. An existing stream must have the subject as
+/// its only one, limits retention (work-queue or interest retention would
+/// delete the messages the forwarder looks up) and acknowledgements on.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    server: String,
+    stream: String,
+    subject: String,
+    consumer: String,
+    window: usize,
+    replicas: Option<usize>,
+    create: bool,
+    follow: bool,
+}
+
+/// What a forward did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ForwardReport {
+    /// Records published and acknowledged as new.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Records not published because the stream held them already, or
+    /// acknowledged as duplicates.
+    pub skipped: u64,
+    /// The position the consumer has committed: everything below it is in
+    /// the stream.
+    pub committed: Position,
+    /// How many times it started again from the stream's last message.
+    pub restarts: u64,
+}
+
+/// Why a session ended before its end.
+enum Stop {
+    /// Start again from the stream's last message, after a backoff.
+    Retry(String),
+    /// Give up.
+    Fail(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Self::Fail(e)
+    }
+}
+
+impl From<tidelog::Error> for Stop {
+    fn from(e: tidelog::Error) -> Self {
+        Self::Fail(Error::Log(e))
+    }
+}
+
+/// A publish in flight: its record's position, the position after it, its
+/// size, its acknowledgement.
+type InFlight = VecDeque<(Position, Position, u64, PublishAckFuture)>;
+
+impl Forward {
+    /// A forward of a log to `subject` of `stream` on `server` (a NATS URL,
+    /// credentials in it if any: `nats://user:password@host:4222`).
+    pub fn new(
+        server: impl Into<String>,
+        stream: impl Into<String>,
+        subject: impl Into<String>,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            stream: stream.into(),
+            subject: subject.into(),
+            consumer: "nats-forward".to_owned(),
+            window: 256,
+            replicas: None,
+            create: true,
+            follow: false,
+        }
+    }
+
+    /// The name of the durable tidelog consumer to read through
+    /// (`nats-forward` unless set). One forwarder per name at a time.
+    pub fn consumer(mut self, name: impl Into<String>) -> Self {
+        self.consumer = name.into();
+        self
+    }
+
+    /// How many publishes may await their acknowledgement at once (256
+    /// unless set; at least 1).
+    pub fn window(mut self, n: usize) -> Self {
+        self.window = n.clamp(1, 4096);
+        self
+    }
+
+    /// The replicas of a stream this creates (1 unless set); an existing
+    /// stream with another count is refused when this is set.
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = Some(n.max(1));
+        self
+    }
+
+    /// Whether to create the stream when it is missing (yes unless set).
+    pub fn create_stream(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
+    /// Whether to go on forwarding records appended after the end of the
+    /// log as it was when the run started (no unless set: stop there).
+    pub fn follow(mut self, follow: bool) -> Self {
+        self.follow = follow;
+        self
+    }
+
+    /// Runs the forward until the end of the log (or for ever when
+    /// following), calling `progress` every 200 ms or so and whenever it
+    /// loses the server.
+    ///
+    /// # Errors
+    /// Only what retrying cannot mend: see [`Error`].
+    pub async fn run(
+        &self,
+        log: &Log,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<ForwardReport, Error> {
+        let id = log.id();
+        let end = if self.follow {
+            None
+        } else {
+            Some(log.end_position()?)
+        };
+        let mut p = Progress::default();
+        let client = connect(&self.server, "tidelog forward", &mut progress, &mut p).await?;
+        let max_payload = client.server_info().max_payload;
+        let js = jetstream::new(client);
+        let subject = async_nats::Subject::from(self.subject.as_str());
+        let mut backoff = Backoff::new();
+        let mut report = ForwardReport::default();
+        loop {
+            let before = p.records + p.skipped;
+            let run = Session {
+                fwd: self,
+                js: &js,
+                subject: subject.clone(),
+                id,
+                end,
+                max_payload,
+            };
+            match run.run(log, &mut p, &mut progress, &mut report).await {
+                Ok(()) => {
+                    progress(&p);
+                    report.restarts = p.restarts;
+                    return Ok(report);
+                }
+                Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Retry(why)) => {
+                    p.restarts += 1;
+                    p.last_error = Some(why);
+                    progress(&p);
+                    if p.records + p.skipped > before {
+                        backoff.reset();
+                    }
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    async fn ensure_stream(&self, js: &jetstream::Context) -> Result<stream::Stream, Stop> {
+        match js.get_stream(&self.stream).await {
+            Ok(s) => {
+                self.check_fit(&s.cached_info().config)?;
+                Ok(s)
+            }
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(je)
+                    if je.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    if !self.create {
+                        return Err(Stop::Fail(Error::MissingStream {
+                            stream: self.stream.clone(),
+                            reason: "creating it was not allowed".to_owned(),
+                        }));
+                    }
+                    let config = stream::Config {
+                        name: self.stream.clone(),
+                        subjects: vec![self.subject.clone()],
+                        storage: stream::StorageType::File,
+                        num_replicas: self.replicas.unwrap_or(1),
+                        retention: stream::RetentionPolicy::Limits,
+                        duplicate_window: Duration::from_secs(120),
+                        ..Default::default()
+                    };
+                    js.create_stream(config).await.map_err(|e| {
+                        Stop::Fail(Error::MissingStream {
+                            stream: self.stream.clone(),
+                            reason: format!(
+                                "creating it failed: {e} (may this user create streams?)"
+                            ),
+                        })
+                    })
+                }
+                GetStreamErrorKind::Request => Err(Stop::Retry(format!(
+                    "looking up stream {}: {e}",
+                    self.stream
+                ))),
+                _ => Err(Stop::Fail(Error::Refused {
+                    reason: format!("looking up stream {}: {e}", self.stream),
+                })),
+            },
+        }
+    }
+
+    fn check_fit(&self, c: &stream::Config) -> Result<(), Error> {
+        let mismatch = |reason: String| {
+            Err(Error::StreamMismatch {
+                stream: self.stream.clone(),
+                reason,
+            })
+        };
+        if c.subjects != [self.subject.as_str()] {
+            return mismatch(format!(
+                "its subjects are {:?}; forwarding needs a stream whose only subject is {:?} \
+                 (publishes are ordered by the stream's last message id)",
+                c.subjects, self.subject
+            ));
+        }
+        if c.retention != stream::RetentionPolicy::Limits {
+            return mismatch(format!(
+                "its retention is {:?}; forwarding needs limits retention (the messages it \
+                 looks up on restart must stay)",
+                c.retention
+            ));
+        }
+        if c.no_ack {
+            return mismatch("it does not acknowledge publishes (no_ack)".to_owned());
+        }
+        if let Some(n) = self.replicas {
+            if c.num_replicas != n {
+                return mismatch(format!("it has {} replicas, not {n}", c.num_replicas));
+            }
+        }
+        Ok(())
+    }
+
+    /// The position of the last record of this log the stream holds on the
+    /// subject.
+    async fn stream_tail(&self, s: &stream::Stream, id: LogId) -> Result<Option<Position>, Stop> {
+        match s.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(m) => {
+                let found = m.headers.get(MSG_ID).map(|v| v.as_str().to_owned());
+                match found.as_deref().and_then(parse_message_id) {
+                    Some((log, pos)) if log == id => Ok(Some(pos)),
+                    _ => Err(Stop::Fail(Error::ForeignMessages {
+                        subject: self.subject.clone(),
+                        found,
+                    })),
+                }
+            }
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                _ => Err(Stop::Retry(format!(
+                    "looking up the last message on {}: {e}",
+                    self.subject
+                ))),
+            },
+        }
+    }
+}
+
+/// One run from the stream's last message until the end or a failure.
+struct Session<'a> {
+    fwd: &'a Forward,
+    js: &'a jetstream::Context,
+    subject: async_nats::Subject,
+    id: LogId,
+    end: Option<Position>,
+    max_payload: usize,
+}
+
+impl Session<'_> {
+    async fn run(
+        &self,
+        log: &Log,
+        p: &mut Progress,
+        progress: &mut impl FnMut(&Progress),
+        report: &mut ForwardReport,
+    ) -> Result<(), Stop> {
+        let stream = self.fwd.ensure_stream(self.js).await?;
+        let max = match usize::try_from(stream.cached_info().config.max_message_size) {
+            Ok(m) if m > 0 => m.min(self.max_payload),
+            _ => self.max_payload,
+        };
+        let tail = self.fwd.stream_tail(&stream, self.id).await?;
+        // Resumes at the committed position: everything below it is in the
+        // stream.
+        let mut consumer = log.consumer(&self.fwd.consumer)?;
+        let mut inflight = InFlight::new();
+        // The id of the record published last in this session: the next
+        // publish names it as the stream's last message.
+        let mut prev: Option<String> = None;
+        let mut reported = Instant::now();
+        loop {
+            let next = match consumer.try_next()? {
+                Some(r) => Some((r.position(), r.next_position(), Bytes::copy_from_slice(&r))),
+                None if inflight.is_empty() => {
+                    if self.end.is_some_and(|end| consumer.position() >= end) {
+                        report.committed = consumer.committed();
+                        return Ok(());
+                    }
+                    let r = consumer.next_async().await?;
+                    Some((r.position(), r.next_position(), Bytes::copy_from_slice(&r)))
+                }
+                None => None,
+            };
+            let Some((pos, after, payload)) = next else {
+                // Nothing to read now: take in the oldest acknowledgement.
+                self.settle(&mut inflight, &mut consumer, p, report, max)
+                    .await?;
+                continue;
+            };
+            if tail.is_some_and(|t| pos <= t) {
+                // In the stream already (and nothing of this session is in
+                // flight before it: these come first).
+                p.skipped += 1;
+                report.skipped += 1;
+                consumer.commit_to(after)?;
+                continue;
+            }
+            let mid = message_id(self.id, pos);
+            let len = payload.len();
+            let mut msg = PublishMessage::build().payload(payload).message_id(&mid);
+            let first = prev.is_none();
+            if let Some(prev) = &prev {
+                msg = msg.expected_last_message_id(prev);
+            }
+            let ack = match self.js.send_publish(self.subject.clone(), msg).await {
+                Ok(ack) => ack,
+                Err(e) => {
+                    drain(&mut inflight).await;
+                    return Err(self.publish_failed(&e, pos, len, max));
+                }
+            };
+            prev = Some(mid);
+            inflight.push_back((pos, after, len as u64, ack));
+            // The first publish of a session names no predecessor (the
+            // server's record of its last id may be gone after a restart):
+            // it goes alone, so nothing is stored after it out of order.
+            if first || inflight.len() >= self.fwd.window {
+                self.settle(&mut inflight, &mut consumer, p, report, max)
+                    .await?;
+            }
+            if reported.elapsed() >= Duration::from_millis(200) {
+                p.at = consumer.committed().get();
+                progress(p);
+                reported = Instant::now();
+            }
+        }
+    }
+
+    /// Awaits the oldest acknowledgement in flight and commits up to its
+    /// record; on failure, lets the rest settle and says to start again.
+    async fn settle(
+        &self,
+        inflight: &mut InFlight,
+        consumer: &mut tidelog::Consumer,
+        p: &mut Progress,
+        report: &mut ForwardReport,
+        max: usize,
+    ) -> Result<(), Stop> {
+        let Some((pos, after, len, ack)) = inflight.pop_front() else {
+            return Ok(());
+        };
+        match ack.await {
+            Ok(a) => {
+                if a.duplicate {
+                    p.skipped += 1;
+                    report.skipped += 1;
+                } else {
+                    p.records += 1;
+                    p.bytes += len;
+                    report.records += 1;
+                    report.bytes += len;
+                }
+                consumer.commit_to(after)?;
+                Ok(())
+            }
+            Err(e) => {
+                drain(inflight).await;
+                Err(self.publish_failed(&e, pos, len as usize, max))
+            }
+        }
+    }
+
+    fn publish_failed(
+        &self,
+        e: &async_nats::jetstream::context::PublishError,
+        at: Position,
+        len: usize,
+        max: usize,
+    ) -> Stop {
+        match e.kind() {
+            PublishErrorKind::MaxPayloadExceeded => Stop::Fail(Error::Oversized {
+                at: at.get(),
+                len,
+                max,
+            }),
+            PublishErrorKind::Other => {
+                let code = std::error::Error::source(e)
+                    .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+                    .map(|je| je.error_code());
+                if code == Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM) {
+                    Stop::Fail(Error::Oversized {
+                        at: at.get(),
+                        len,
+                        max,
+                    })
+                } else {
+                    Stop::Retry(format!("publishing to {}: {e}", self.subject))
+                }
+            }
+            _ => Stop::Retry(format!("publishing to {}: {e}", self.subject)),
+        }
+    }
+}
+
+/// Lets every publish in flight settle, whatever its outcome, all at once
+/// (each waits at most the acknowledgement timeout, 5 s): once they have,
+/// none is likely to be stored behind the forwarder's back when it looks
+/// up the stream's last message, and one that is (a publish that outlived
+/// its timeout on the wire) is stored only after its predecessor, or
+/// dropped as a duplicate.
+async fn drain(inflight: &mut InFlight) {
+    futures_util::future::join_all(inflight.drain(..).map(|(_, _, _, ack)| ack.into_future()))
+        .await;
+}
