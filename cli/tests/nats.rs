@@ -177,55 +177,73 @@ fn wait_for_jetstream(url: &str) {
 /// A stored message: stream sequence, message id, payload.
 type Stored = (u64, Option<String>, Vec<u8>);
 
-/// Every message of `stream`, read through `url`.
+/// Every message of `stream`, read through `url`; requests that time out
+/// (a cluster electing leaders after losing a node) are tried again for
+/// up to 30 s.
 fn read_stream(url: &str, name: &str) -> Vec<Stored> {
-    runtime().block_on(async {
-        let c = client(url).await.unwrap();
-        let js = jetstream::new(c);
-        let mut s = js.get_stream(name).await.unwrap();
-        let n = s.info().await.unwrap().state.messages;
-        let mut out = Vec::new();
-        if n == 0 {
-            return out;
-        }
-        let consumer = s
-            .create_consumer(pull::OrderedConfig::default())
-            .await
-            .unwrap();
-        let mut msgs = consumer.messages().await.unwrap();
-        while let Some(m) = msgs.next().await {
-            let m = m.unwrap();
-            let info = m.info().unwrap();
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            let id = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.as_str().to_owned());
-            out.push((seq, id, m.payload.to_vec()));
-            if pending == 0 {
-                break;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match runtime().block_on(try_read_stream(url, name)) {
+            Ok(out) => return out,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "reading {name} from {url}: {e}");
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
-        out
-    })
+    }
+}
+
+async fn try_read_stream(url: &str, name: &str) -> Result<Vec<Stored>, async_nats::Error> {
+    let c = client(url).await?;
+    let js = jetstream::new(c);
+    let mut s = js.get_stream(name).await?;
+    let n = s.info().await?.state.messages;
+    let mut out = Vec::new();
+    if n == 0 {
+        return Ok(out);
+    }
+    let consumer = s.create_consumer(pull::OrderedConfig::default()).await?;
+    let mut msgs = consumer.messages().await?;
+    while let Some(m) = msgs.next().await {
+        let m = m?;
+        let info = m.info()?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned());
+        out.push((seq, id, m.payload.to_vec()));
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Publishes `n` messages `message(i)` to `subject` of a new file stream.
 fn publish(url: &str, name: &str, subject: &str, n: u64) {
+    publish_range(url, Some(name), subject, 0..n);
+}
+
+/// Publishes `message(i)` for every `i` of `range` to `subject`, first
+/// creating the file stream `create` if given.
+fn publish_range(url: &str, create: Option<&str>, subject: &str, range: std::ops::Range<u64>) {
     runtime().block_on(async {
         let c = client(url).await.unwrap();
         let js = jetstream::new(c);
-        js.create_stream(stream::Config {
-            name: name.to_owned(),
-            subjects: vec![subject.to_owned()],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        if let Some(name) = create {
+            js.create_stream(stream::Config {
+                name: name.to_owned(),
+                subjects: vec![subject.to_owned()],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
         let mut acks = std::collections::VecDeque::new();
-        for i in 0..n {
+        for i in range {
             acks.push_back(
                 js.publish(subject.to_owned(), message(i).into())
                     .await
@@ -392,13 +410,7 @@ fn ingest_killed_at_random_moments_appends_every_message_once_in_order() {
     let args = ["ingest", "--server", &url, "--stream", "IN", d];
     let mut rng = Rng::new("ingest kills");
     let mut killed_mid_run = 0;
-    let count = || {
-        let Ok(log) = tidelog::Log::open_read_only(&dir) else {
-            return 0;
-        };
-        let mut r = log.reader();
-        std::iter::from_fn(|| r.try_next().unwrap().map(|_| ())).count() as u64
-    };
+    let count = || records_in(&dir);
     // Ingesting is fast (a few hundred thousand messages a second): short
     // lives, until a dozen were cut mid-stream.
     for _ in 0..60 {
@@ -432,6 +444,73 @@ fn ingest_killed_at_random_moments_appends_every_message_once_in_order() {
     assert_eq!(n, N);
     // Run again: nothing new, nothing appended.
     assert!(ok(&args).starts_with("ingested 0 records"));
+}
+
+/// The records of the log at `dir` (0 if there is none yet).
+fn records_in(dir: &Path) -> u64 {
+    let Ok(log) = tidelog::Log::open_read_only(dir) else {
+        return 0;
+    };
+    let mut r = log.reader();
+    std::iter::from_fn(|| r.try_next().unwrap().map(|_| ())).count() as u64
+}
+
+/// Waits until the log at `dir` holds `n` records.
+fn wait_for_records(dir: &Path, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = records_in(dir);
+        if have >= n {
+            assert_eq!(have, n, "more records than messages");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{have} of {n} records after a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ingest_follows_a_stream_through_a_server_restart() {
+    if !have_server() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), "solo", "");
+    wait_for_jetstream(&server.url());
+    let url = server.url();
+    publish_range(&url, Some("IN"), "in.a", 0..20_000);
+    let dir = tmp.path().join("log");
+    let mut ingest = Command::new(BIN)
+        .args(["ingest", "-f", "--server", &url, "--stream", "IN"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_records(&dir, 20_000);
+    server.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    wait_for_jetstream(&url);
+    publish_range(&url, None, "in.a", 20_000..40_000);
+    wait_for_records(&dir, 40_000);
+    assert!(
+        ingest.try_wait().unwrap().is_none(),
+        "a following ingest stopped"
+    );
+    let _ = ingest.kill();
+    let _ = ingest.wait();
+    let log = tidelog::Log::open_read_only(&dir).unwrap();
+    let mut r = log.reader();
+    for i in 0..40_000u64 {
+        let rec = r.try_next().unwrap().unwrap();
+        assert_eq!(rec.tag(), Some(i + 1));
+        assert_eq!(rec.as_bytes(), &message(i)[..]);
+    }
+    assert!(r.try_next().unwrap().is_none());
 }
 
 #[test]
@@ -585,11 +664,14 @@ fn forward_completes_on_a_three_node_cluster_that_loses_a_node() {
         }
         assert_stream_is_log(&read_stream(&n.url(), "LOG"), id, &positions);
         let messages = runtime().block_on(async {
-            let c = async_nats::connect(n.url()).await.unwrap();
-            let mut s = jetstream::new(c).get_stream("LOG").await.unwrap();
-            s.info().await.unwrap().state.messages
+            let c = async_nats::connect(n.url()).await.ok()?;
+            let mut s = jetstream::new(c).get_stream("LOG").await.ok()?;
+            Some(s.info().await.ok()?.state.messages)
         });
-        assert_eq!(messages, N, "node {} counts", n.name);
+        // (Already read in full through this node just above.)
+        if let Some(m) = messages {
+            assert_eq!(m, N, "node {} counts", n.name);
+        }
     }
 }
 
@@ -720,7 +802,10 @@ fn permanent_errors_stop_the_bridge_with_a_clear_message() {
     let server = Server::start(
         tmp.path(),
         "auth",
-        "max_payload: 4096\nauthorization { user: tide, password: s3cret }",
+        "max_payload: 4096\nauthorization { users: [\
+         { user: tide, password: s3cret },\
+         { user: reader, password: r3ader, permissions: { publish: { deny: [\"$JS.API.STREAM.CREATE.>\"] } } }\
+         ] }",
     );
     let good = format!("nats://tide:s3cret@127.0.0.1:{}", server.port);
     wait_for_jetstream(&good);
@@ -767,6 +852,21 @@ fn permanent_errors_stop_the_bridge_with_a_clear_message() {
     fails(
         &["ingest", "--server", &good, "--stream", "S", d],
         "stream S does not exist",
+    );
+    // A missing stream that this user may not create.
+    let reader = format!("nats://reader:r3ader@127.0.0.1:{}", server.port);
+    fails(
+        &[
+            "forward",
+            d,
+            "--server",
+            &reader,
+            "--stream",
+            "S",
+            "--subject",
+            "s",
+        ],
+        "stream S does not exist: creating it failed",
     );
     // A record larger than the server's max_payload.
     fails(

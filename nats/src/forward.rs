@@ -14,13 +14,13 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use tidelog::{Log, LogId, Position};
 
-use crate::{connect, message_id, parse_message_id, Backoff, Error, Progress, MSG_ID};
+use crate::{connect, parse_message_id, Backoff, Error, Progress, MSG_ID};
 
 /// Forwards a log to a JetStream subject, exactly once and in order.
 ///
 /// Reads through the durable tidelog consumer [`consumer`](Self::consumer)
 /// (`nats-forward` unless set), publishes every record to the subject with
-/// the message id `<log id>:<position>` ([`message_id`]), keeps
+/// the message id `<log id>:<position>` ([`message_id`](crate::message_id)), keeps
 /// [`window`](Self::window) publishes in flight, and commits the consumer up
 /// to the highest position whose acknowledgements, and all before it, are
 /// in.
@@ -184,6 +184,7 @@ impl Forward {
                 js: &js,
                 subject: subject.clone(),
                 id,
+                id_prefix: format!("{id}:"),
                 end,
                 max_payload,
             };
@@ -315,11 +316,35 @@ struct Session<'a> {
     js: &'a jetstream::Context,
     subject: async_nats::Subject,
     id: LogId,
+    /// `<log id>:`, the start of every message id.
+    id_prefix: String,
     end: Option<Position>,
     max_payload: usize,
 }
 
 impl Session<'_> {
+    /// [`message_id`](crate::message_id) of `pos`, from the log id's digits
+    /// formatted once.
+    fn message_id(&self, pos: Position) -> String {
+        let mut id = String::with_capacity(self.id_prefix.len() + 20);
+        id.push_str(&self.id_prefix);
+        let mut digits = [0u8; 20];
+        let mut n = pos.get();
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // ASCII digits.
+        id.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+        debug_assert_eq!(id, crate::message_id(self.id, pos));
+        id
+    }
+
     async fn run(
         &self,
         log: &Log,
@@ -368,7 +393,7 @@ impl Session<'_> {
                 consumer.commit_to(after)?;
                 continue;
             }
-            let mid = message_id(self.id, pos);
+            let mid = self.message_id(pos);
             let len = payload.len();
             let mut msg = PublishMessage::build().payload(payload).message_id(&mid);
             let first = prev.is_none();

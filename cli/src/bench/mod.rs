@@ -7,6 +7,7 @@
 //! consumer's end on the system-wide monotonic clock.
 
 mod durable;
+mod nats;
 mod plot;
 mod raw;
 mod stats;
@@ -30,7 +31,8 @@ type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Scenarios to run, comma-separated: throughput, multi, large, group,
-    /// commit, retention, latency, durability or all (all but durability). (group: a producer fills a log, then 1, 2 and 4
+    /// commit, retention, latency, durability, nats or all (all but
+    /// durability and nats). (group: a producer fills a log, then 1, 2 and 4
     /// member processes of one consumer group claim, check and acknowledge
     /// every record; timed from the members' start to their end. commit: a
     /// durable consumer's commit, in process. retention: deleting a full
@@ -94,6 +96,14 @@ pub struct Args {
     /// Seconds each durability run lasts.
     #[arg(long, default_value_t = 1.0)]
     durability_seconds: f64,
+    /// Records per run of the nats scenario (`--scenario nats`; not part of
+    /// `all`: it starts a local nats-server): `tidelog forward` beside a
+    /// plain async-nats JetStream publisher, 64 B and 1 KiB records.
+    #[arg(long, default_value_t = 200_000)]
+    nats_count: u64,
+    /// Publishes in flight in the nats scenario, for both.
+    #[arg(long, default_value_t = 256)]
+    nats_window: usize,
 }
 
 pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
@@ -621,6 +631,10 @@ fn commit_figures(dir: &Path, segment_mib: u64, size: usize) -> Result<Vec<Figur
 }
 
 fn wants(args: &Args, scenario: &str) -> bool {
+    if scenario == "nats" {
+        // Needs a nats-server: only on demand.
+        return args.scenario.iter().any(|s| s == scenario);
+    }
     if scenario == "durability" {
         // Long (21 runs of a second and more) and disk-bound: only on demand.
         return args.durability || args.scenario.iter().any(|s| s == scenario);
@@ -825,6 +839,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
             b.args.size,
             b.args.durability_seconds.max(0.1),
             b.args.segment_mib,
+            |label| {
+                if show {
+                    eprint!("\r\x1b[K{label}");
+                    let _ = std::io::stderr().flush();
+                }
+            },
+        )?);
+    }
+
+    if wants(&b.args, "nats") {
+        let show = b.progress;
+        figures.extend(nats::figures(
+            b.tmp.path(),
+            b.args.nats_count.max(1),
+            b.args.nats_window.max(1),
+            b.args.repeat.max(1),
             |label| {
                 if show {
                     eprint!("\r\x1b[K{label}");
