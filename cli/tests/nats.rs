@@ -371,27 +371,27 @@ fn forward_killed_at_random_moments_publishes_every_record_once_in_order() {
     ];
     let mut rng = Rng::new("forward kills");
     let mut killed_mid_run = 0;
-    let mut partial = 0;
-    for _ in 0..12 {
-        if kill_after(&args, Duration::from_millis(80 + rng.below(300))) {
-            killed_mid_run += 1;
+    // Short lives, until a dozen were cut with the stream partial.
+    for _ in 0..60 {
+        if kill_after(&args, Duration::from_millis(20 + rng.below(130))) {
+            let n = read_stream(&url, "LOG").len() as u64;
+            if n > 0 && n < N {
+                killed_mid_run += 1;
+            }
         }
-        let n = read_stream(&url, "LOG").len() as u64;
-        if n > 0 && n < N {
-            partial += 1;
+        if killed_mid_run == 12 {
+            break;
         }
     }
     let out = ok(&args);
     note(format!(
-        "{killed_mid_run} of 12 forwarders killed mid-run, {partial} rounds left the stream \
-         partial; last run: {}",
+        "{killed_mid_run} forwarders killed mid-stream; last run: {}",
         out.trim()
     ));
     assert!(
         killed_mid_run >= 10,
         "the forwarder was not killed while it ran"
     );
-    assert!(partial >= 3, "the kills did not land mid-stream");
     assert_stream_is_log(&read_stream(&url, "LOG"), id, &positions);
 }
 

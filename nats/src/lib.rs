@@ -8,9 +8,9 @@
 //!   position whose acknowledgements are all in. On start, and after any
 //!   failed publish, it asks the stream for the last message on the
 //!   subject and goes on after the record it names; every publish names
-//!   the one before it (`Nats-Expected-Last-Msg-Id`), so the stream never
-//!   stores a record after a gap, and JetStream's duplicate window only
-//!   absorbs the retries of the last window.
+//!   the stream sequence it must follow (`Nats-Expected-Last-Sequence`), so
+//!   the stream never stores a record after a gap, and JetStream's
+//!   duplicate window only absorbs the retries of the last window.
 //! - [`Ingest`] reads a stream into a log, one record per message, with
 //!   the message's stream sequence as the record's tag
 //!   ([`tidelog::Appender::append_tagged`]): readers see exactly the
@@ -38,7 +38,7 @@ mod forward;
 mod ingest;
 
 pub use error::Error;
-pub use forward::{Forward, ForwardReport};
+pub use forward::{Forward, ForwardReport, DEFAULT_DUPLICATE_WINDOW};
 pub use ingest::{Ingest, IngestReport};
 
 use std::time::Duration;

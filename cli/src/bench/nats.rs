@@ -110,7 +110,8 @@ async fn plain(
         name: name.to_owned(),
         subjects: vec![subject.clone()],
         storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
+        // As the streams `tidelog forward` creates.
+        duplicate_window: tidelog_nats::DEFAULT_DUPLICATE_WINDOW,
         ..Default::default()
     })
     .await?;
