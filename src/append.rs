@@ -192,11 +192,13 @@ impl Appender {
     /// As [`append`](Self::append); the tag's 8 bytes count against the
     /// record size limit.
     pub fn append_tagged(&mut self, tag: u64, payload: &[u8]) -> Result<Position> {
+        // The tag's 8 bytes count against the limit: the frame is what
+        // the limit bounds (it must fit a segment).
         let max = self
             .log
             .opts
             .max_record_size
-            .min((frame::MAX_RECORD - frame::envelope_len(true)) as usize);
+            .saturating_sub(frame::TAG_LEN as usize);
         if payload.len() > max {
             return Err(Error::RecordTooLarge {
                 len: payload.len(),

@@ -465,17 +465,6 @@ impl Reader {
         Ok(reader)
     }
 
-    /// A reader at the first record of `log` appended at or after `t`
-    /// (nanoseconds since the Unix epoch), or at the end of the log if
-    /// there is none (see [`Log::reader_at_time`](crate::Log::reader_at_time)).
-    ///
-    /// Two binary searches over proven boundaries, each probing the time of
-    /// the first record at or after a boundary: over the segments (their
-    /// first frames), then over the boundaries the chosen segment's index
-    /// records (1/768th of its capacity apart); then a walk of at most one
-    /// index stride to the record. A probe that meets a record not yet
-    /// complete (an appender's, live or dead, not yet passed) finds no time
-    /// there, which the search takes for "not older than `t`".
     /// The position and tag of the last tagged record of the log below
     /// `end`: the last segment's records are read from the last boundary
     /// its index records, then from the one before, and so on, then the
@@ -523,6 +512,17 @@ impl Reader {
         Ok(None)
     }
 
+    /// A reader at the first record of `log` appended at or after `t`
+    /// (nanoseconds since the Unix epoch), or at the end of the log if
+    /// there is none (see [`Log::reader_at_time`](crate::Log::reader_at_time)).
+    ///
+    /// Two binary searches over proven boundaries, each probing the time of
+    /// the first record at or after a boundary: over the segments (their
+    /// first frames), then over the boundaries the chosen segment's index
+    /// records (1/768th of its capacity apart); then a walk of at most one
+    /// index stride to the record. A probe that meets a record not yet
+    /// complete (an appender's, live or dead, not yet passed) finds no time
+    /// there, which the search takes for "not older than `t`".
     pub(crate) fn at_time(log: &Arc<Store>, t: u64) -> Result<Reader> {
         // The time of the first record at or after `off` of `seg` (it may
         // be in a later segment); `None` if there is none yet.

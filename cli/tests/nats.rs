@@ -898,3 +898,85 @@ fn permanent_errors_stop_the_bridge_with_a_clear_message() {
         "does not fit",
     );
 }
+
+#[test]
+fn streams_that_lost_records_or_were_made_anew_are_refused() {
+    if !have_server() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (id, positions) = make_log(&dir, 2_000);
+    let server = Server::start(tmp.path(), "solo", "");
+    wait_for_jetstream(&server.url());
+    let url = server.url();
+    // A stream whose duplicate window is 300 ms.
+    runtime().block_on(async {
+        let c = async_nats::connect(&url).await.unwrap();
+        jetstream::new(c)
+            .create_stream(stream::Config {
+                name: "LOG".to_owned(),
+                subjects: vec!["log.a".to_owned()],
+                storage: stream::StorageType::File,
+                duplicate_window: Duration::from_millis(300),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    let d = dir.to_str().unwrap();
+    let args = [
+        "forward",
+        d,
+        "--server",
+        &url,
+        "--stream",
+        "LOG",
+        "--subject",
+        "log.a",
+    ];
+    ok(&args);
+    // The stream loses its last 10 messages, which the consumer committed.
+    runtime().block_on(async {
+        let c = async_nats::connect(&url).await.unwrap();
+        let s = jetstream::new(c).get_stream("LOG").await.unwrap();
+        for seq in 1_991..=2_000 {
+            assert!(s.delete_message(seq).await.unwrap());
+        }
+    });
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing from the stream"), "{err}");
+    // Doing what the message says publishes them again, in order.
+    let reset_to = positions[1_990].to_string();
+    assert!(err.contains(&format!("--to {reset_to}")), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    ok(&["consumers", d, "reset", "nats-forward", "--to", &reset_to]);
+    ok(&args);
+    let stored = read_stream(&url, "LOG");
+    assert_stream_is_log(&stored, id, &positions);
+    // After the deleted sequences, not in their place.
+    assert_eq!(stored[1_990].0, 2_001);
+
+    // Ingest: a log that holds messages up to 2,000 of a stream made anew
+    // with fewer is refused, not silently behind.
+    let copy = tmp.path().join("copy");
+    let c = copy.to_str().unwrap();
+    ok(&["ingest", "--server", &url, "--stream", "LOG", c]);
+    runtime().block_on(async {
+        let cl = async_nats::connect(&url).await.unwrap();
+        assert!(
+            jetstream::new(cl)
+                .delete_stream("LOG")
+                .await
+                .unwrap()
+                .success
+        );
+    });
+    publish(&url, "LOG", "log.a", 5);
+    let out = run(&["ingest", "--server", &url, "--stream", "LOG", c]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("made anew"), "{err}");
+}

@@ -260,14 +260,25 @@ impl Forward {
                         ..Default::default()
                     };
                     js.create_stream(config).await.map_err(|e| {
-                        Stop::Fail(Error::MissingStream {
-                            stream: self.stream.clone(),
-                            reason: format!(
-                                "creating it failed: {e} (may this user create streams?)"
-                            ),
-                        })
+                        use async_nats::jetstream::context::CreateStreamErrorKind as C;
+                        match e.kind() {
+                            // A cluster electing its leader, another
+                            // process creating the same stream: look again.
+                            C::JetStream(je) if transient(je.error_code()) => {
+                                Stop::Retry(format!("creating stream {}: {e}", self.stream))
+                            }
+                            _ => Stop::Fail(Error::MissingStream {
+                                stream: self.stream.clone(),
+                                reason: format!(
+                                    "creating it failed: {e} (may this user create streams?)"
+                                ),
+                            }),
+                        }
                     })
                 }
+                GetStreamErrorKind::JetStream(je) if transient(je.error_code()) => Err(
+                    Stop::Retry(format!("looking up stream {}: {e}", self.stream)),
+                ),
                 GetStreamErrorKind::Request => Err(Stop::Retry(format!(
                     "looking up stream {}: {e}",
                     self.stream
@@ -303,6 +314,12 @@ impl Forward {
         if c.no_ack {
             return mismatch("it does not acknowledge publishes (no_ack)".to_owned());
         }
+        if c.mirror.is_some() || c.sources.as_ref().is_some_and(|s| !s.is_empty()) {
+            return mismatch(
+                "it mirrors or sources other streams, whose messages would move its sequence"
+                    .to_owned(),
+            );
+        }
         if let Some(n) = self.replicas {
             if c.num_replicas != n {
                 return mismatch(format!("it has {} replicas, not {n}", c.num_replicas));
@@ -312,27 +329,73 @@ impl Forward {
     }
 
     /// The position of the last record of this log the stream holds on the
-    /// subject.
-    async fn stream_tail(&self, s: &stream::Stream, id: LogId) -> Result<Option<Position>, Stop> {
-        match s.get_last_raw_message_by_subject(&self.subject).await {
-            Ok(m) => {
-                let found = m.headers.get(MSG_ID).map(|v| v.as_str().to_owned());
-                match found.as_deref().and_then(parse_message_id) {
-                    Some((log, pos)) if log == id => Ok(Some(pos)),
-                    _ => Err(Stop::Fail(Error::ForeignMessages {
-                        subject: self.subject.clone(),
-                        found,
-                    })),
+    /// subject, and that message's stream sequence.
+    async fn stream_tail(
+        &self,
+        s: &stream::Stream,
+        id: LogId,
+    ) -> Result<Option<(Position, u64)>, Stop> {
+        let last = match s.get_last_raw_message_by_subject(&self.subject).await {
+            Ok(m) => m,
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => match self.probe_last(s).await? {
+                    Some(m) => m,
+                    None => return Ok(None),
+                },
+                _ => {
+                    return Err(Stop::Retry(format!(
+                        "looking up the last message on {}: {e}",
+                        self.subject
+                    )))
+                }
+            },
+        };
+        let found = last.headers.get(MSG_ID).map(|v| v.as_str().to_owned());
+        match found.as_deref().and_then(parse_message_id) {
+            Some((log, pos)) if log == id => Ok(Some((pos, last.sequence))),
+            _ => Err(Stop::Fail(Error::ForeignMessages {
+                subject: self.subject.clone(),
+                found,
+            })),
+        }
+    }
+
+    /// The stream's last message found by sequence, down from its last
+    /// sequence, when the lookup by subject found none although the
+    /// stream holds messages (nats-server 2.9 answers "no message found"
+    /// by subject once the newest messages were deleted). The stream is
+    /// the forwarder's alone, so its last message is the subject's.
+    async fn probe_last(
+        &self,
+        s: &stream::Stream,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, Stop> {
+        let state = &s.cached_info().state;
+        if state.messages == 0 {
+            return Ok(None);
+        }
+        let floor = state
+            .first_sequence
+            .max(state.last_sequence.saturating_sub(100_000));
+        let mut seq = state.last_sequence;
+        while seq >= floor && seq > 0 {
+            match s.get_raw_message(seq).await {
+                Ok(m) => return Ok(Some(m)),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => seq -= 1,
+                Err(e) => {
+                    return Err(Stop::Retry(format!(
+                        "looking up message {seq} of {}: {e}",
+                        self.stream
+                    )))
                 }
             }
-            Err(e) => match e.kind() {
-                LastRawMessageErrorKind::NoMessageFound => Ok(None),
-                _ => Err(Stop::Retry(format!(
-                    "looking up the last message on {}: {e}",
-                    self.subject
-                ))),
-            },
         }
+        Err(Stop::Fail(Error::StreamMismatch {
+            stream: self.stream.clone(),
+            reason: format!(
+                "it holds {} messages, but none of the last 100,000 sequences up to {}",
+                state.messages, state.last_sequence
+            ),
+        }))
     }
 }
 
@@ -371,6 +434,48 @@ impl Session<'_> {
         id
     }
 
+    /// Refuses a stream whose last record of this log does not fit the
+    /// log and the consumer: one past the log's end (a log restored from
+    /// an older copy would skip its new records), or one before what the
+    /// consumer committed (acknowledged records missing from the stream:
+    /// purged, or lost by the server), which resuming would leave as a
+    /// gap.
+    fn check_tail(&self, log: &Log, tail: Position, committed: Position) -> Result<(), Stop> {
+        let mismatch = |reason: String| {
+            Stop::Fail(Error::StreamMismatch {
+                stream: self.fwd.stream.clone(),
+                reason,
+            })
+        };
+        let end = log.end_position()?;
+        if tail >= end {
+            return Err(mismatch(format!(
+                "its last message is this log's record at {tail}, at or past the log's end \
+                 ({end}): is the log an older copy?"
+            )));
+        }
+        if tail < committed {
+            // The record after the tail; unreadable if retention took it.
+            let next = log
+                .reader_at(tail)
+                .ok()
+                .and_then(|mut r| r.try_next().ok().flatten().map(|r| r.next_position()));
+            if let Some(next) = next.filter(|&n| n < committed) {
+                return Err(mismatch(format!(
+                    "its last message is this log's record at {tail}, but consumer {} \
+                     committed up to {committed}: acknowledged records are missing from the \
+                     stream (purged, or lost by the server). To publish them again once the \
+                     stream's duplicate window has passed: tidelog consumers {} reset {} --to \
+                     {next}",
+                    self.fwd.consumer,
+                    log.path().display(),
+                    self.fwd.consumer
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         log: &Log,
@@ -387,28 +492,50 @@ impl Session<'_> {
         // Resumes at the committed position: everything below it is in the
         // stream.
         let mut consumer = log.consumer(&self.fwd.consumer)?;
+        if let Some((t, _)) = tail {
+            self.check_tail(log, t, consumer.committed())?;
+        }
         let mut inflight = InFlight::new();
         // The stream's sequence before the next publish, if everything
         // before it is stored: the stream is the forwarder's alone, so its
         // sequence counts this forwarder's records. Each publish names it
         // (`Nats-Expected-Last-Sequence`) and is refused unless every
-        // publish before it was stored.
-        let mut expect = stream.cached_info().state.last_sequence;
+        // publish before it was stored. A straggler stored after the tail
+        // was read makes the first publish fail (and the session start
+        // again), not a later one succeed.
+        // The stream's last sequence read before the tail, or the tail's if
+        // a straggler was stored in between; the former is the larger when
+        // the newest messages were deleted (sequences are not reused).
+        let mut expect = stream
+            .cached_info()
+            .state
+            .last_sequence
+            .max(tail.map_or(0, |(_, seq)| seq));
+        let tail = tail.map(|(t, _)| t);
         let mut reported = Instant::now();
         loop {
-            let next = match consumer.try_next()? {
-                Some(r) => Some((r.position(), r.next_position(), Bytes::copy_from_slice(&r))),
-                None if inflight.is_empty() => {
-                    if self.end.is_some_and(|end| consumer.position() >= end) {
-                        report.committed = consumer.committed();
-                        return Ok(());
+            // Without `follow`, nothing at or past the end of the log as it
+            // was when the run started is read.
+            let at_end = self.end.is_some_and(|end| consumer.position() >= end);
+            let next = if at_end {
+                None
+            } else {
+                match consumer.try_next()? {
+                    Some(r) => Some((r.position(), r.next_position(), Bytes::copy_from_slice(&r))),
+                    None if inflight.is_empty() => {
+                        let r = consumer.next_async().await?;
+                        Some((r.position(), r.next_position(), Bytes::copy_from_slice(&r)))
                     }
-                    let r = consumer.next_async().await?;
-                    Some((r.position(), r.next_position(), Bytes::copy_from_slice(&r)))
+                    None => None,
                 }
-                None => None,
             };
             let Some((pos, after, payload)) = next else {
+                if inflight.is_empty() {
+                    // At the end, everything acknowledged and committed.
+                    p.at = consumer.committed().get();
+                    report.committed = consumer.committed();
+                    return Ok(());
+                }
                 // Nothing to read now: take in the oldest acknowledgement.
                 self.settle(&mut inflight, &mut consumer, p, report, max)
                     .await?;
@@ -420,6 +547,7 @@ impl Session<'_> {
                 p.skipped += 1;
                 report.skipped += 1;
                 consumer.commit_to(after)?;
+                p.at = after.get();
                 continue;
             }
             let mid = self.message_id(pos);
@@ -524,4 +652,14 @@ impl Session<'_> {
 async fn drain(inflight: &mut InFlight) {
     futures_util::future::join_all(inflight.drain(..).map(|(_, _, _, ack)| ack.into_future()))
         .await;
+}
+
+/// JetStream errors that a later attempt may not meet: a cluster without a
+/// leader for the moment, a stream created by another process meanwhile.
+pub(crate) fn transient(code: ErrorCode) -> bool {
+    code == ErrorCode::CLUSTER_NOT_AVAILABLE
+        || code == ErrorCode::CLUSTER_NOT_LEADER
+        || code == ErrorCode::CLUSTER_NOT_ACTIVE
+        || code == ErrorCode::CLUSTER_INCOMPLETE
+        || code == ErrorCode::STREAM_NAME_EXIST
 }

@@ -24,11 +24,18 @@ pub const LOCK_FILE: &str = "ingest.lock";
 /// (headers are not kept), appended with the message's stream sequence as
 /// its tag ([`Appender::append_tagged`]). The tag is published in the
 /// record's own frame, so the log never holds one without the other. On
-/// start (and after every lost connection) the ingest reads the last tag
-/// from the log ([`Log::last_tag`]) and asks the stream for the messages
-/// after it: the log is the only offset store, and a crash at any moment
-/// neither loses nor duplicates a message. Messages the stream no longer
-/// holds (deleted, or aged out) are gaps in the sequence, not errors.
+/// start the ingest reads the last tag from the log ([`Log::last_tag`]),
+/// and asks the stream for the messages after it (and after the last one
+/// it appended, after a lost connection): the log is the only offset
+/// store, and a crash at any moment neither loses nor duplicates a
+/// message. Messages the stream no longer holds (deleted, or aged out) are
+/// gaps in the sequence, not errors. A stream whose last sequence is below
+/// the log's last tag (made anew) is refused ([`Error::StreamMismatch`]).
+///
+/// The log's last tagged record is the offset: retention that deletes
+/// every segment holding one (a log with much untagged traffic, or an
+/// ingest idle for long) makes the next ingest start the stream again
+/// from its first message. Keep retention above what the stream holds.
 ///
 /// One ingest per log at a time: it holds an exclusive lock on
 /// `ingest.lock` in the log's directory ([`Error::Busy`]). The stream must
@@ -60,6 +67,8 @@ pub struct IngestReport {
 
 enum Stop {
     Retry(String),
+    /// Look at the stream again, at once (nothing went wrong).
+    Again,
     Fail(Error),
 }
 
@@ -134,6 +143,7 @@ impl Ingest {
                     });
                 }
                 Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Again) => {}
                 Err(Stop::Retry(why)) => {
                     p.restarts += 1;
                     p.last_error = Some(why);
@@ -167,6 +177,11 @@ impl Ingest {
                             reason: "ingest reads an existing stream".to_owned(),
                         })
                     }
+                    GetStreamErrorKind::JetStream(je)
+                        if crate::forward::transient(je.error_code()) =>
+                    {
+                        Stop::Retry(format!("looking up stream {}: {e}", self.stream))
+                    }
                     GetStreamErrorKind::Request => {
                         Stop::Retry(format!("looking up stream {}: {e}", self.stream))
                     }
@@ -180,6 +195,17 @@ impl Ingest {
             Ok(info) => info.state.last_sequence,
             Err(e) => return Err(Stop::Retry(format!("stream {}: {e}", self.stream))),
         };
+        if target < *last {
+            // Sequences never go back in one stream.
+            return Err(Stop::Fail(Error::StreamMismatch {
+                stream: self.stream.clone(),
+                reason: format!(
+                    "its last sequence is {target}, but the log holds its message {last}: \
+                     the stream was made anew, or the log holds another stream's messages",
+                    last = *last
+                ),
+            }));
+        }
         if !self.follow && target <= *last {
             return Ok(());
         }
@@ -209,7 +235,18 @@ impl Ingest {
             .map_err(|e| Stop::Retry(format!("reading {}: {e}", self.stream)))?;
         let mut reported = Instant::now();
         loop {
-            let m = match messages.next().await {
+            let next = if self.follow {
+                messages.next().await
+            } else {
+                // Messages counted as pending when the consumer was made
+                // may be deleted (or age out) before they are delivered:
+                // after a quiet spell, a new consumer counts again.
+                match tokio::time::timeout(Duration::from_secs(2), messages.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Err(Stop::Again),
+                }
+            };
+            let m = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => return Err(Stop::Retry(format!("reading {}: {e}", self.stream))),
                 None => return Err(Stop::Retry(format!("{} stopped delivering", self.stream))),
