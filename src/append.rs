@@ -499,7 +499,12 @@ impl Appender {
             w.index_note(off, end);
             if end > self.covered {
                 match seg.prepare_write(off, end, self.log.opts.grow_step, PREFAULT_CHUNK) {
-                    Ok(covered) => self.covered = covered,
+                    Ok(covered) => {
+                        self.covered = covered;
+                        if let Some(l) = &self.log.locker {
+                            l.request(&self.seg, off);
+                        }
+                    }
                     Err(e) => {
                         self.abandon(off, flen);
                         return Err(e);
@@ -603,6 +608,9 @@ impl Appender {
         let from = self.covered.max(tail);
         let next = (from + PRETOUCH_CHUNK).min(target);
         self.covered = seg.prepare_write(from, next, self.log.opts.grow_step, PRETOUCH_CHUNK)?;
+        if let Some(l) = &self.log.locker {
+            l.request(&self.seg, from);
+        }
         Ok(true)
     }
 

@@ -307,6 +307,15 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
+    /// [`Options::lock_in_memory`](crate::Options::lock_in_memory) asked
+    /// to lock more than `RLIMIT_MEMLOCK` allows this process (which does
+    /// not hold `CAP_IPC_LOCK`).
+    MemoryLockLimit {
+        /// Bytes asked for.
+        requested: u64,
+        /// The soft `RLIMIT_MEMLOCK`, in bytes.
+        limit: u64,
+    },
     /// The file system has no space left (`ENOSPC` or `EDQUOT`). Nothing
     /// already appended is lost; appends may succeed again once space is freed.
     NoSpace {
@@ -612,6 +621,12 @@ impl fmt::Display for Error {
         match self {
             Self::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
             Self::NoSpace { path, .. } => write!(f, "no space left to grow {}", path.display()),
+            Self::MemoryLockLimit { requested, limit } => write!(
+                f,
+                "cannot lock {requested} bytes in memory: RLIMIT_MEMLOCK allows {limit} \
+                 (raise it: `ulimit -l`, `LimitMEMLOCK=` in a systemd unit, or grant \
+                 CAP_IPC_LOCK)"
+            ),
             Self::PermissionDenied { op, path, .. } => {
                 write!(f, "permission denied: {op} {}", path.display())
             }

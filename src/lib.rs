@@ -78,6 +78,7 @@ mod group_table;
 #[doc(hidden)]
 pub mod internals;
 mod liveness;
+mod locker;
 mod log;
 mod options;
 mod owners;

@@ -196,6 +196,16 @@ impl Log {
     }
 
     pub(crate) fn open_with(dir: &Path, opts: Resolved, writable: bool) -> Result<Log> {
+        if writable && opts.lock_in_memory > 0 {
+            if let Some(limit) = crate::sys::calls::memlock_limit() {
+                if opts.lock_in_memory > limit && !crate::sys::calls::can_lock_beyond_limit() {
+                    return Err(Error::MemoryLockLimit {
+                        requested: opts.lock_in_memory,
+                        limit,
+                    });
+                }
+            }
+        }
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {

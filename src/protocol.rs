@@ -494,6 +494,23 @@ impl Shared {
         }
     }
 
+    /// Locks `off..off + len` in memory (see [`Writable::lock`]); `Ok` and
+    /// nothing done on a read-only mapping.
+    pub(crate) fn lock_range(&self, off: u64, len: u64) -> std::io::Result<()> {
+        match self.w() {
+            Some(w) => w.lock(off as usize, len as usize),
+            None => Ok(()),
+        }
+    }
+
+    /// Unlocks `off..off + len` (see [`Writable::unlock`]).
+    pub(crate) fn unlock_range(&self, off: u64, len: u64) -> std::io::Result<()> {
+        match self.w() {
+            Some(w) => w.unlock(off as usize, len as usize),
+            None => Ok(()),
+        }
+    }
+
     /// The unblocker's action, for a frame at `off` whose writer is presumed
     /// dead (a reader saw `header` there, reserved, for longer than the
     /// unblock timeout): pads it over by compare-and-swap, so that readers

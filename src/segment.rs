@@ -46,6 +46,23 @@ pub(crate) struct Segment {
     populated: CachePadded<AtomicU64>,
     /// Cleared if the kernel refuses `MADV_POPULATE_WRITE` (before 5.14).
     can_populate: AtomicBool,
+    /// The range this process keeps locked in memory
+    /// (`Options::lock_in_memory`): moved once per pre-faulted chunk, under
+    /// its lock.
+    locked: parking_lot::Mutex<LockWindow>,
+    /// The end of the locked window (0: none), for appenders: pages below
+    /// it are resident and mapped, and need no pre-faulting.
+    locked_to: AtomicU64,
+}
+
+/// What a segment keeps locked in memory for this process's appenders.
+#[derive(Debug, Default)]
+struct LockWindow {
+    /// Locked: `from..to`, page-aligned (empty when equal).
+    from: u64,
+    to: u64,
+    /// The kernel refused a lock: no more tries on this segment.
+    failed: bool,
 }
 
 /// The error for a header that [`SegmentHeader::decode`] refused.
@@ -131,6 +148,8 @@ impl Segment {
             known_len: CachePadded::new(AtomicU64::new(len.min(header.capacity))),
             populated: CachePadded::new(AtomicU64::new(HEADER_LEN)),
             can_populate: AtomicBool::new(writable),
+            locked: parking_lot::Mutex::new(LockWindow::default()),
+            locked_to: AtomicU64::new(0),
         };
         if writable {
             // A writer that grew the file and died (or is stopped) before
@@ -320,6 +339,16 @@ impl Segment {
     /// [`ensure_len`]: Self::ensure_len
     pub(crate) fn prepare_write(&self, start: u64, end: u64, step: u64, chunk: u64) -> Result<u64> {
         let known = self.ensure_len(end, step)?;
+        let locked = self.locked_to.load(Ordering::Acquire);
+        if end <= locked {
+            // Locked in memory by the locking thread: mapped and resident.
+            // No `madvise` here: it would wait for the mmap lock that
+            // thread's `mlock` holds (measured: 28 to 95 ms stalls).
+            return Ok(align_up(end, chunk)
+                .unwrap_or(locked)
+                .min(locked)
+                .min(known));
+        }
         if !self.can_populate.load(Ordering::Relaxed) {
             return Ok(known);
         }
@@ -340,6 +369,83 @@ impl Segment {
                 Ok(known)
             }
         }
+    }
+
+    /// Keeps `start..start + bytes` (whole pages, as far as the file
+    /// reaches) locked in memory, and unlocks what lies before `start`: the
+    /// window of `Options::lock_in_memory` moves with the appenders, so
+    /// that their stores never fault and the pages behind them go back to
+    /// the page cache's care. Called by the locking thread (`locker`),
+    /// never by an appender. A refusal (the lock limit reached, memory
+    /// short) stops locking on this segment, with a trace event; appends
+    /// go on.
+    pub(crate) fn lock_ahead(&self, start: u64, bytes: u64, step: u64) {
+        // The window is locked in the file: grow it to cover the window (a
+        // failure, a full disk, only shortens the window).
+        let known = self.known_len.load(Ordering::Acquire);
+        let want = start.saturating_add(bytes).min(self.header.capacity);
+        let reach = if want > known {
+            self.ensure_len(want, step).unwrap_or(known)
+        } else {
+            known
+        };
+        self.lock_window(start, bytes, reach);
+    }
+
+    fn lock_window(&self, start: u64, bytes: u64, known: u64) {
+        let mut w = self.locked.lock();
+        if w.failed {
+            return;
+        }
+        let from = start & !(PAGE - 1);
+        let to = start.saturating_add(bytes).min(known) & !(PAGE - 1);
+        if w.from == w.to {
+            w.from = from;
+            w.to = from;
+        }
+        // In steps of half the window, each `mlock` draining every CPU's
+        // page lists (see `locker`): extend once less than half of it is
+        // left ahead, unlock once half of it lies behind.
+        let half = (bytes / 2) & !(PAGE - 1);
+        if from > w.from.saturating_add(half) {
+            // Behind first: a window that jumped is never locked twice
+            // over.
+            let end = from.min(w.to);
+            // Unlocking pages that are locked cannot fail but for a bad
+            // range, which this is not.
+            let _ = self.shared.unlock_range(w.from, end - w.from);
+            w.from = end;
+            if w.from == w.to {
+                w.from = from;
+                w.to = from;
+            }
+        }
+        if to > w.to && (w.to < start.saturating_add(half) || to == known) {
+            let lo = w.to.max(from);
+            if let Err(_e) = self.shared.lock_range(lo, to - lo) {
+                crate::trace::trace_event!(
+                    segment = %self.path.display(),
+                    error = %_e,
+                    "could not lock pages ahead of the appenders in memory"
+                );
+                w.failed = true;
+                return;
+            }
+            w.to = to;
+            self.locked_to.store(to, Ordering::Release);
+        }
+    }
+
+    /// Unlocks whatever [`lock_window`](Self::lock_window) locked: the
+    /// appenders have moved on to the next segment.
+    pub(crate) fn unlock_all(&self) {
+        let mut w = self.locked.lock();
+        self.locked_to.store(0, Ordering::Release);
+        if w.to > w.from {
+            let _ = self.shared.unlock_range(w.from, w.to - w.from);
+        }
+        w.from = 0;
+        w.to = 0;
     }
 
     /// The file's current length (fstat), clamped to the reservation.

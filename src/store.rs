@@ -57,6 +57,9 @@ pub(crate) struct Store {
     groups: Mutex<Option<Arc<GroupTable>>>,
     /// The owner table, once an appender or a stuck reader needed it.
     owners: Mutex<Option<Arc<Owners>>>,
+    /// The thread keeping the window ahead of the appenders locked in
+    /// memory (`Options::lock_in_memory`), on writable handles that ask.
+    pub(crate) locker: Option<crate::locker::Locker>,
     /// This process's lock file for leading a sync (see `durability`),
     /// opened at the first sync; the mutex elects the leader among this
     /// process's threads.
@@ -170,6 +173,8 @@ impl Store {
         registration: Option<Registration>,
         recovery: RecoveryReport,
     ) -> Store {
+        let locker = (registration.is_some() && opts.lock_in_memory > 0)
+            .then(|| crate::locker::Locker::new(opts.lock_in_memory, opts.grow_step));
         let mut segments = BTreeMap::new();
         segments.insert(oldest.base(), Arc::downgrade(&oldest));
         segments.insert(active.base(), Arc::downgrade(&active));
@@ -188,6 +193,7 @@ impl Store {
             cursors: Mutex::new(None),
             groups: Mutex::new(None),
             owners: Mutex::new(None),
+            locker,
             counters: crate::stats::Counters::default(),
             sync_lead: Mutex::new(None),
             durable: AtomicU64::new(0),

@@ -136,6 +136,41 @@ pub(crate) fn page_size() -> u64 {
     }
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only when its CPU
+/// has nothing else to run. Best effort.
+pub(crate) fn make_thread_idle() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads one `sched_param` we own; pid 0 is
+    // the calling thread.
+    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+}
+
+/// The soft `RLIMIT_MEMLOCK`: how many bytes this process may lock in
+/// memory without `CAP_IPC_LOCK`; `None` if unlimited (or unknown).
+pub(crate) fn memlock_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the struct we own.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0;
+    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
+/// Whether this process holds `CAP_IPC_LOCK` (which lifts
+/// `RLIMIT_MEMLOCK`), from the effective set in /proc/self/status.
+pub(crate) fn can_lock_beyond_limit() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
 /// Opens `name`, a single path component, relative to the directory `dir`
 /// (`openat(2)`), never following a symbolic link in that last component
 /// (`O_NOFOLLOW`: a symlink fails with `ELOOP`), never blocking in `open`

@@ -570,4 +570,46 @@ impl<'a> Writable<'a> {
     pub(crate) fn populate_write(self, off: usize, len: usize) -> io::Result<()> {
         self.map.raw.advise_range(Advice::PopulateWrite, off, len)
     }
+
+    /// Locks `off..off + len` in memory (`mlock`): its pages are faulted in
+    /// and stay resident until unlocked or unmapped. The range must lie
+    /// inside the file (the kernel fails a range past its end).
+    pub(crate) fn lock(self, off: usize, len: usize) -> io::Result<()> {
+        let ptr = self.range_ptr(off, len)?;
+        // SAFETY: `mlock` neither reads nor writes the memory: it changes
+        // the residency of the pages of `ptr..ptr + len`, which
+        // `range_ptr` checked lie inside this mapping, and the mapping
+        // stays mapped while `self.map` is borrowed. Nothing Rust knows of
+        // is aliased or invalidated.
+        let r = unsafe { libc::mlock(ptr, len) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Undoes [`lock`](Self::lock) for `off..off + len` (`munlock`).
+    pub(crate) fn unlock(self, off: usize, len: usize) -> io::Result<()> {
+        let ptr = self.range_ptr(off, len)?;
+        // SAFETY: as for `lock`: `munlock` only changes the residency of
+        // pages inside this mapping.
+        let r = unsafe { libc::munlock(ptr, len) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// The address of `off` in the mapping, if `off..off + len` lies inside
+    /// it.
+    fn range_ptr(self, off: usize, len: usize) -> io::Result<*const libc::c_void> {
+        if off.checked_add(len).is_none_or(|e| e > self.map.raw.len()) {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // `wrapping_add` stays inside the mapping (checked above) without
+        // an `unsafe` pointer offset.
+        Ok(self.map.raw.as_ptr().wrapping_add(off).cast())
+    }
 }

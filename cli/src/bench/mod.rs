@@ -84,6 +84,10 @@ pub struct Args {
     /// Segment capacity of the benchmark logs, in MiB.
     #[arg(long, default_value_t = 1024)]
     segment_mib: u64,
+    /// MiB ahead of each tidelog producer kept locked in memory
+    /// (`Options::lock_in_memory`; 0, the default: none).
+    #[arg(long, default_value_t = 0)]
+    lock_mib: u64,
     /// Do not pin the producer and consumer of 1 -> 1 runs to separate CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -275,6 +279,7 @@ impl Bench {
             .args(["--size", &spec.size.to_string()])
             .args(["--rate", &spec.rate.to_string()])
             .args(["--segment-mib", &self.args.segment_mib.to_string()])
+            .args(["--lock-mib", &self.args.lock_mib.to_string()])
             .args(flags);
         for (k, v) in opts {
             cmd.arg(format!("--{k}")).arg(v);

@@ -60,6 +60,10 @@ pub struct WorkerArgs {
     /// Segment capacity in MiB (tidelog).
     #[arg(long, default_value_t = 1024)]
     segment_mib: u64,
+    /// Producer: MiB ahead of the appender kept locked in memory
+    /// (`Options::lock_in_memory`; 0: none).
+    #[arg(long, default_value_t = 0)]
+    lock_mib: u64,
     /// Consumer: record one-way latencies from the send stamps.
     #[arg(long)]
     latency: bool,
@@ -218,7 +222,9 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         "producer" => {
             let mut sink: Box<dyn Sink> = match args.transport.as_str() {
                 "tidelog" => {
-                    let log = tidelog_options(args.segment_mib).open(&args.path)?;
+                    let log = tidelog_options(args.segment_mib)
+                        .lock_in_memory(args.lock_mib << 20)
+                        .open(&args.path)?;
                     let mut appender = log.appender()?;
                     // Prepare the first pages before the clock starts.
                     while appender.pretouch()? {}
