@@ -377,8 +377,10 @@ impl Log {
     /// called: fast when tagged records are frequent near the end, a read
     /// of every record when none is tagged. A frame not yet published
     /// below the end is waited for: a dead appender's hole is passed
-    /// within milliseconds (on a log opened for writing), a live
-    /// appender's when it publishes (or by the unblock timeout).
+    /// within milliseconds, and a live appender's when it publishes; on a
+    /// log opened for writing, the unblock timeout (5 s by default) bounds
+    /// the wait, but on a read-only log a stopped appender (`SIGSTOP`)
+    /// holds it until it goes on or dies.
     ///
     /// ```
     /// # fn main() -> Result<(), tidelog::Error> {

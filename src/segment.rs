@@ -420,8 +420,11 @@ impl Segment {
                 w.to = from;
             }
         }
-        if to > w.to && (w.to < start.saturating_add(half) || to == known) {
-            let lo = w.to.max(from);
+        // (`to` below `from` only if the file is shorter than where the
+        // appenders are, which their own growth rules out; never lock
+        // backwards.)
+        let lo = w.to.max(from);
+        if to > lo && (w.to < start.saturating_add(half) || to == known) {
             if let Err(_e) = self.shared.lock_range(lo, to - lo) {
                 crate::trace::trace_event!(
                     segment = %self.path.display(),
